@@ -1,11 +1,235 @@
+//! Start-up, the running router, and shutdown, in MySQL Router's order:
+//! user switch → config → logging → pid file → listeners → READY → signals → drain.
+//!
+//! Errors before logging is up are printed raw on stderr (`Error: ...`); later ones are
+//! log lines, and also printed on stderr when the log does not go to the console, so a
+//! failed `systemctl start` always shows its reason.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
 use crate::cli::RunArgs;
+use crate::config::{self, Config, SinkKind};
+use crate::logging::{self, Level};
+use crate::process;
+use crate::quarantine::Quarantine;
+use crate::routing::{Route, Shared};
+use crate::system;
+
+fn raw_error(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("Error: {msg}");
+    1
+}
+
+/// Runs the router; returns the exit status.
 pub fn run(args: RunArgs) -> i32 {
-    let files = match crate::config::files::resolve(args.config.as_deref(), &args.extra) {
-        Ok(f) => f,
-        Err(e) => { eprintln!("Error: {e}"); return 1; }
-    };
-    match crate::config::load(&files, &args.overrides) {
-        Ok(c) => { println!("{c:#?}"); 0 }
-        Err(e) => { eprintln!("Error: {e}"); 1 }
+    // MySQL Router switches user before reading the configuration files.
+    if let Some(u) = &args.user {
+        if let Err(e) = process::switch_user(u) {
+            return raw_error(e);
+        }
     }
+    let files = match config::files::resolve(args.config.as_deref(), &args.extra) {
+        Ok(f) => f,
+        Err(e) => return raw_error(e),
+    };
+    let config = match config::load(&files, &args.overrides) {
+        Ok(c) => c,
+        Err(e) => return raw_error(e),
+    };
+    if args.user.is_none() {
+        if let Some(u) = &config.default.user {
+            if let Err(e) = process::switch_user(u) {
+                return raw_error(e);
+            }
+        }
+    }
+    if let Err(e) = logging::init(&config.logger) {
+        return raw_error(e);
+    }
+    let console = config
+        .logger
+        .sinks
+        .iter()
+        .any(|s| matches!(&s.kind, SinkKind::Console(d) if d == "/dev/stderr"));
+    let fail = |msg: String| -> i32 {
+        tracing::error!(target: "main", "Error: {msg}");
+        if !console {
+            eprintln!("Error: {msg}");
+        }
+        1
+    };
+
+    system!(target: "main", "Starting 'MySQL Router', version: {}", crate::version_string());
+    for n in &config.notices {
+        log_notice(n.domain, n.level, &n.message);
+    }
+    let pid_file = match process::pid_file_path(
+        args.pid_file.as_deref(),
+        config.default.pid_file.as_deref(),
+        &config.default.runtime_folder,
+    ) {
+        Ok(p) => p,
+        Err(e) => return finish(fail(e), "error"),
+    };
+    if let Some(p) = &pid_file {
+        if let Err(e) = process::write_pid_file(p) {
+            return finish(fail(e), "error");
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mysqlrouter-io")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return finish(fail(format!("cannot start the I/O runtime: {e}")), "error"),
+    };
+    let (code, reason) = runtime.block_on(serve(config, &fail));
+    if let Some(p) = &pid_file {
+        process::remove_pid_file(p);
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    finish(code, &reason)
+}
+
+fn finish(code: i32, reason: &str) -> i32 {
+    system!(
+        target: "main",
+        "Stopping 'MySQL Router', version: {}, reason: {reason}",
+        crate::version_string()
+    );
+    logging::flush();
+    code
+}
+
+fn log_notice(domain: &'static str, level: Level, msg: &str) {
+    // tracing needs the target at compile time per call site; the few domains used by
+    // notices are listed here.
+    macro_rules! at {
+        ($t:literal) => {
+            match level {
+                Level::Warning => tracing::warn!(target: $t, "{msg}"),
+                Level::Info | Level::Note => tracing::info!(target: $t, "{msg}"),
+                Level::Debug => tracing::debug!(target: $t, "{msg}"),
+                _ => tracing::error!(target: $t, "{msg}"),
+            }
+        };
+    }
+    match domain {
+        "routing" => at!("routing"),
+        "routing_plugin" => at!("routing_plugin"),
+        _ => at!("main"),
+    }
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+fn install_signals() -> std::io::Result<Signals> {
+    Ok(Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+        hup: signal(SignalKind::hangup())?,
+        usr1: signal(SignalKind::user_defined1())?,
+    })
+}
+
+/// Runs all routes until a stop signal; returns (exit status, stop reason).
+async fn serve(config: Config, fail: &dyn Fn(String) -> i32) -> (i32, String) {
+    let mut signals = match install_signals() {
+        Ok(s) => s,
+        Err(e) => return (fail(format!("cannot install signal handlers: {e}")), "error".into()),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (close_tx, close_rx) = watch::channel(false);
+    let quarantine = Arc::new(Quarantine::new(
+        config.destination_status.error_quarantine_threshold,
+        config.destination_status.error_quarantine_interval,
+    ));
+    let shared = Arc::new(Shared {
+        quarantine: quarantine.clone(),
+        total: Default::default(),
+        max_total: config.default.max_total_connections,
+        stop_accepting: stop_rx.clone(),
+        close_all: close_rx,
+    });
+    let routes: Vec<Arc<Route>> = config
+        .routes
+        .iter()
+        .map(|r| Route::new(r.clone(), shared.clone()))
+        .collect();
+    let mut tasks = Vec::new();
+    for r in &routes {
+        match r.start() {
+            Ok(h) => tasks.push(h),
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                return (fail(e), "error".into());
+            }
+        }
+    }
+    let probe = {
+        let q = quarantine.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { q.probe_loop(stop).await })
+    };
+    process::notify("READY=1\nSTATUS=running\n");
+
+    let (code, reason) = loop {
+        tokio::select! {
+            _ = signals.term.recv() => break (0, "REQUESTED (SIGTERM)".to_string()),
+            _ = signals.int.recv() => break (0, "REQUESTED (SIGINT)".to_string()),
+            _ = signals.hup.recv() => {
+                if let Err(e) = logging::reopen() {
+                    break (fail(format!("reopening the log file failed: {e}")), "error".to_string());
+                }
+                tracing::info!(target: "main", "log file reopened (SIGHUP)");
+            }
+            _ = signals.usr1.recv() => {
+                tracing::warn!(target: "main", "SIGUSR1 received");
+            }
+        }
+    };
+
+    process::notify("STOPPING=1\nSTATUS=Router shutdown in progress\n");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = probe.await;
+    // Drain: let active connections finish for a while, then close the rest.
+    let deadline = Instant::now() + config.default.shutdown_timeout;
+    let active = || shared.total.load(Ordering::Acquire);
+    if active() > 0 {
+        tracing::info!(
+            target: "main",
+            "waiting up to {} for {} active connection(s) to finish",
+            humantime::format_duration(config.default.shutdown_timeout),
+            active()
+        );
+    }
+    while active() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if active() > 0 {
+        tracing::info!(target: "main", "closing {} active connection(s)", active());
+    }
+    let _ = close_tx.send(true);
+    let hard = Instant::now() + Duration::from_secs(2);
+    while active() > 0 && Instant::now() < hard {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (code, reason)
 }

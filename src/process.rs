@@ -1,1 +1,126 @@
-//! TODO
+//! Process-level duties: pid file, switching user, systemd notifications.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Pid, Uid, User};
+
+/// Where the pid file goes: `--pid-file` > `[DEFAULT] pid_file` > `ROUTER_PID`.
+/// A relative path is under the runtime folder.
+pub fn pid_file_path(
+    cli: Option<&str>,
+    config: Option<&str>,
+    runtime_folder: &str,
+) -> Result<Option<PathBuf>, String> {
+    let env = std::env::var("ROUTER_PID").ok();
+    let chosen = cli.or(config).or(env.as_deref());
+    match chosen {
+        None => Ok(None),
+        Some("") => Err("PID filename '' is illegal.".into()),
+        Some(p) => {
+            let p = Path::new(p);
+            Ok(Some(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                Path::new(runtime_folder).join(p)
+            }))
+        }
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    // Signal 0 checks existence; EPERM still means "exists".
+    pid > 0
+        && !matches!(
+            nix::sys::signal::kill(Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+}
+
+/// Writes our pid. A file naming a live process refuses the start; a stale one (its
+/// process is gone, e.g. after a crash) is replaced with a warning.
+pub fn write_pid_file(path: &Path) -> Result<(), String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let pid: i32 = text.trim().parse().unwrap_or(0);
+        if process_alive(pid) && pid != std::process::id() as i32 {
+            return Err(format!("PID file {} found. Already running?", path.display()));
+        }
+        tracing::warn!(
+            target: "main",
+            "PID file {} found, but process {} is not running; replacing it",
+            path.display(),
+            text.trim()
+        );
+    }
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("Failed to create directory '{}': {}", dir.display(), crate::logging::strerror(&e))
+            })?;
+        }
+    }
+    let mut f = std::fs::File::create(path).map_err(|e| {
+        format!("Failed to open PID file '{}': {}", path.display(), crate::logging::strerror(&e))
+    })?;
+    writeln!(f, "{}", std::process::id())
+        .map_err(|e| format!("Failed to write PID file '{}': {e}", path.display()))?;
+    tracing::info!(target: "main", "PID {} written to '{}'", std::process::id(), path.display());
+    Ok(())
+}
+
+pub fn remove_pid_file(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// Switches to `name` (supplementary groups, gid, then uid). Only root may switch;
+/// switching to the current user is a no-op.
+pub fn switch_user(name: &str) -> Result<(), String> {
+    let user = User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("Can't use user '{name}'. Please check that the user exists!"))?;
+    if Uid::effective() == user.uid {
+        return Ok(());
+    }
+    if !Uid::effective().is_root() {
+        return Err(format!(
+            "One can only use the -u/--user switch if running as root (tried to switch to '{name}')"
+        ));
+    }
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("Invalid user name '{name}'"))?;
+    nix::unistd::initgroups(&cname, user.gid)
+        .map_err(|e| format!("Error trying to set the user. initgroups failed: {}", e.desc()))?;
+    nix::unistd::setgid(user.gid)
+        .map_err(|e| format!("Error trying to set the user. setgid failed: {}", e.desc()))?;
+    nix::unistd::setuid(user.uid)
+        .map_err(|e| format!("Error trying to set the user. setuid failed: {}", e.desc()))?;
+    // Must not be able to get root back.
+    if nix::unistd::setuid(Uid::from_raw(0)).is_ok() && user.uid.as_raw() != 0 {
+        return Err("Error trying to set the user: could regain root after setuid".into());
+    }
+    let _ = Gid::current();
+    Ok(())
+}
+
+/// Sends a systemd notification when `NOTIFY_SOCKET` is set; silently nothing otherwise.
+pub fn notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        tracing::debug!(target: "main", "NOTIFY_SOCKET is empty, skipping sending '{state}' notification");
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let res = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(&path))
+    };
+    if let Err(e) = res {
+        tracing::warn!(target: "main", "sending '{state}' to NOTIFY_SOCKET failed: {e}");
+    }
+}

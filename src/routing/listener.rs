@@ -1,0 +1,74 @@
+//! Binding a route's listening sockets: TCP (SO_REUSEADDR, backlog 1024) and unix
+//! sockets (mode 0777, stale files replaced).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::logging::strerror;
+
+const BACKLOG: i32 = 1024;
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // `::` takes IPv4 too (Linux default), like MySQL Router.
+        let _ = s.set_only_v6(false);
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(BACKLOG)?;
+    TcpListener::from_std(s.into())
+}
+
+/// Binds `host:port`, trying each resolved address in turn; the first that works wins.
+/// The error is the text for `Failed setting up acceptor on '<addr>': <error>`.
+pub fn bind_tcp(route: &str, host: &str, port: u16) -> Result<TcpListener, String> {
+    let shown = crate::config::addr::join_host_port(host, port);
+    let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| format!("Failed setting up acceptor on '{shown}': {e}"))?
+            .collect(),
+    };
+    let mut last = String::from("no address");
+    for a in addrs {
+        match bind_one(a) {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                last = strerror(&e);
+                tracing::warn!(target: "routing", "[{route}] failed to bind({a}): {last}");
+            }
+        }
+    }
+    Err(format!("Failed setting up acceptor on '{shown}': {last}"))
+}
+
+/// Binds a unix socket. A leftover file nobody listens on is replaced (with a warning);
+/// a live one is refused.
+pub fn bind_unix(route: &str, path: &Path) -> Result<UnixListener, String> {
+    let shown = path.display();
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!("Socket file {shown} already in use by another process"));
+        }
+        tracing::warn!(
+            target: "routing",
+            "[{route}] Socket file {shown} already exists, but seems to be unused. Deleting and retrying..."
+        );
+        std::fs::remove_file(path)
+            .map_err(|e| format!("Failed removing socket file {shown}: {}", strerror(&e)))?;
+    }
+    let std_l = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| format!("Failed setting up acceptor on '{shown}': {}", strerror(&e)))?;
+    std_l
+        .set_nonblocking(true)
+        .map_err(|e| format!("Failed setting up acceptor on '{shown}': {}", strerror(&e)))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
+        .map_err(|e| format!("Failed setting permissions on {shown}: {}", strerror(&e)))?;
+    UnixListener::from_std(std_l).map_err(|e| format!("Failed setting up acceptor on '{shown}': {e}"))
+}

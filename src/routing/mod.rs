@@ -1,0 +1,385 @@
+//! One [`Route`] per `[routing:*]` section: its listeners, its admission counters, and
+//! the life of each client connection (admit → choose → connect → relay → close).
+//!
+//! Destination choice is [`policy`] (pure); destination health is the shared
+//! [`Quarantine`]; bytes are moved by [`crate::relay`].
+
+pub mod connect;
+pub mod listener;
+pub mod policy;
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+use crate::config::{RouteConfig, Strategy};
+use crate::protocol::errors;
+use crate::quarantine::Quarantine;
+use policy::Policy;
+
+/// State shared by all routes of the process.
+pub struct Shared {
+    pub quarantine: Arc<Quarantine>,
+    /// Active client connections of the whole process.
+    pub total: AtomicU64,
+    pub max_total: u64,
+    /// Turns true when the routes must stop accepting.
+    pub stop_accepting: watch::Receiver<bool>,
+    /// Turns true when active connections must be closed.
+    pub close_all: watch::Receiver<bool>,
+}
+
+pub struct Route {
+    pub cfg: RouteConfig,
+    policy: Policy,
+    /// `host:port` of each destination, the quarantine keys.
+    keys: Vec<String>,
+    active: AtomicU64,
+    shared: Arc<Shared>,
+}
+
+/// The listening sockets of one route.
+#[derive(Default)]
+struct Listeners {
+    tcp: Option<TcpListener>,
+    unix: Option<UnixListener>,
+}
+
+/// Releases the connection slots when a connection ends, however it ends.
+struct Permit<'a> {
+    route: &'a Route,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.route.active.fetch_sub(1, Ordering::AcqRel);
+        self.route.shared.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Route {
+    pub fn new(cfg: RouteConfig, shared: Arc<Shared>) -> Arc<Route> {
+        let keys: Vec<String> = cfg.destinations.iter().map(|d| d.address()).collect();
+        for d in &cfg.destinations {
+            shared.quarantine.register(d);
+        }
+        Arc::new(Route {
+            policy: Policy::new(cfg.strategy, keys.len()),
+            keys,
+            active: AtomicU64::new(0),
+            shared,
+            cfg,
+        })
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some((h, p)) = &self.cfg.bind {
+            v.push(crate::config::addr::join_host_port(h, *p));
+        }
+        if let Some(s) = &self.cfg.socket {
+            v.push(s.display().to_string());
+        }
+        v
+    }
+
+    fn bind(&self) -> Result<Listeners, String> {
+        let mut l = Listeners::default();
+        if let Some((h, p)) = &self.cfg.bind {
+            l.tcp = Some(listener::bind_tcp(&self.cfg.section, h, *p)?);
+        }
+        if let Some(path) = &self.cfg.socket {
+            l.unix = Some(listener::bind_unix(&self.cfg.section, path)?);
+        }
+        for e in self.endpoints() {
+            tracing::info!(
+                target: "routing",
+                "Start accepting connections for routing {} listening on '{e}'",
+                self.cfg.section
+            );
+        }
+        Ok(l)
+    }
+
+    fn log_stop_accepting(&self) {
+        for e in self.endpoints() {
+            tracing::info!(
+                target: "routing",
+                "Stop accepting connections for routing {} listening on {e}",
+                self.cfg.section
+            );
+        }
+    }
+
+    /// Whether the route should close its listeners: all destinations quarantined,
+    /// except for first-available, which keeps listening and answers 2003.
+    fn should_close(&self) -> bool {
+        self.cfg.strategy != Strategy::FirstAvailable
+            && self.shared.quarantine.all_quarantined(&self.keys)
+    }
+
+    /// Binds the listeners (errors end start-up) and spawns the accept loop.
+    pub fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, String> {
+        tracing::info!(
+            target: "routing",
+            "[{}] started: routing strategy = {}",
+            self.cfg.section,
+            self.cfg.strategy.name()
+        );
+        let listeners = self.bind()?;
+        let me = self.clone();
+        Ok(tokio::spawn(async move { me.serve(Some(listeners)).await }))
+    }
+
+    async fn serve(self: Arc<Self>, mut listeners: Option<Listeners>) {
+        let mut changed = self.shared.quarantine.subscribe();
+        let mut stop = self.shared.stop_accepting.clone();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            match &listeners {
+                Some(l) => {
+                    tokio::select! {
+                        r = accept_tcp(&l.tcp) => self.clone().spawn_tcp(r).await,
+                        r = accept_unix(&l.unix) => self.clone().spawn_unix(r).await,
+                        _ = changed.changed() => {
+                            if self.should_close() {
+                                self.log_stop_accepting();
+                                listeners = None;
+                            }
+                        }
+                        _ = stop.changed() => {}
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = changed.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => continue,
+                    }
+                    if !self.should_close() {
+                        match self.bind() {
+                            Ok(l) => listeners = Some(l),
+                            Err(e) => tracing::warn!(
+                                target: "routing",
+                                "[{}] {e}; retrying in 1s",
+                                self.cfg.section
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        if listeners.take().is_some() {
+            self.log_stop_accepting();
+        }
+        tracing::info!(target: "routing", "[{}] stopped", self.cfg.section);
+    }
+
+    async fn spawn_tcp(self: Arc<Self>, r: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>) {
+        match r {
+            Ok((s, peer)) => {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(async move { self.handle(s, peer.to_string()).await });
+            }
+            Err(e) => self.accept_failed(e).await,
+        }
+    }
+
+    async fn spawn_unix(self: Arc<Self>, r: std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)>) {
+        match r {
+            Ok((s, _)) => {
+                let peer = self
+                    .cfg
+                    .socket
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                tokio::spawn(async move { self.handle(s, peer).await });
+            }
+            Err(e) => self.accept_failed(e).await,
+        }
+    }
+
+    async fn accept_failed(&self, e: std::io::Error) {
+        // EMFILE and friends: back off instead of spinning on the ready listener.
+        tracing::error!(
+            target: "routing",
+            "[{}] accept() failed: {}",
+            self.cfg.section,
+            crate::logging::strerror(&e)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Takes a route and a process slot, or returns the 1040 frame.
+    fn admit(&self) -> Result<Permit<'_>, Vec<u8>> {
+        let too_many = || {
+            errors::accept_error(
+                self.cfg.protocol,
+                errors::ER_CON_COUNT_ERROR,
+                "08004",
+                errors::MSG_TOO_MANY,
+            )
+        };
+        let n = self.active.fetch_add(1, Ordering::AcqRel) + 1;
+        let max = self.cfg.max_connections as u64;
+        if max > 0 && n > max {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                target: "routing",
+                "[{}] reached max active connections for route ({} max={max})",
+                self.cfg.section,
+                n - 1
+            );
+            return Err(too_many());
+        }
+        let t = self.shared.total.fetch_add(1, Ordering::AcqRel) + 1;
+        if t > self.shared.max_total {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            self.shared.total.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                target: "routing",
+                "[{}] Total connections count={} exceeds [DEFAULT].max_total_connections={}",
+                self.cfg.section,
+                t - 1,
+                self.shared.max_total
+            );
+            return Err(too_many());
+        }
+        Ok(Permit { route: self })
+    }
+
+    async fn handle<S>(self: Arc<Self>, mut client: S, peer: String)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + AsRawFd,
+    {
+        let fd = client.as_raw_fd();
+        let sec = &self.cfg.section;
+        let _permit = match self.admit() {
+            Ok(p) => p,
+            Err(frame) => return refuse(client, &frame).await,
+        };
+        tracing::debug!(target: "routing", "[{sec}] fd={fd} connection accepted at {}", self.endpoints().join(", "));
+
+        let Some((mut server, addr)) = self.connect(fd, &peer).await else {
+            let frame = errors::accept_error(
+                self.cfg.protocol,
+                errors::CR_CONN_HOST_ERROR,
+                "HY000",
+                errors::MSG_NO_DESTINATION,
+            );
+            return refuse(client, &frame).await;
+        };
+        tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
+
+        let mut close_all = self.shared.close_all.clone();
+        let result = tokio::select! {
+            r = crate::relay::relay(&mut client, &mut server, self.cfg.net_buffer_length) => Some(r),
+            _ = close_all.wait_for(|c| *c) => None,
+        };
+        match result {
+            Some(Ok(c)) => tracing::debug!(
+                target: "routing",
+                "[{sec}] fd={fd} {peer} -> {addr}: connection closed (up: {}b; down: {}b)",
+                c.up,
+                c.down
+            ),
+            Some(Err(e)) => tracing::debug!(
+                target: "routing",
+                "[{sec}] fd={fd} {peer} -> {addr}: connection closed ({})",
+                crate::logging::strerror(&e)
+            ),
+            None => tracing::debug!(
+                target: "routing",
+                "[{sec}] fd={fd} {peer} -> {addr}: connection closed by shutdown"
+            ),
+        }
+    }
+
+    /// Tries the destinations in the policy's order. `None` when none connected (the
+    /// ERROR line has been logged).
+    async fn connect(&self, fd: i32, peer: &str) -> Option<(tokio::net::TcpStream, String)> {
+        let sec = &self.cfg.section;
+        let q = &self.shared.quarantine;
+        let plan = self.policy.plan(|i| q.is_quarantined(&self.keys[i]));
+        let mut attempts: Vec<String> = Vec::new();
+        for &idx in &plan.order {
+            let key = &self.keys[idx];
+            if q.is_quarantined(key) {
+                tracing::debug!(target: "routing", "[{sec}] fd={fd} skip quarantined destination '{key}'");
+                attempts.push(format!("connect(/* {key} */): is quarantined"));
+                continue;
+            }
+            match connect::connect(&self.cfg.destinations[idx], self.cfg.connect_timeout).await {
+                Ok(s) => {
+                    q.report_success(key);
+                    if let Some(sw) = self.policy.connected(&plan, idx) {
+                        tracing::warn!(
+                            target: "routing",
+                            "[{sec}] switched destination from '{}' to '{}'",
+                            self.keys[sw.from],
+                            self.keys[sw.to]
+                        );
+                    }
+                    return Some((s, key.clone()));
+                }
+                Err(e) => {
+                    tracing::debug!(target: "routing", "[{sec}] fd={fd} {e}");
+                    q.report_failure(sec, key, &e);
+                    attempts.push(e);
+                }
+            }
+        }
+        self.policy.exhausted(&plan);
+        attempts.push("end of destinations: no more destinations".into());
+        tracing::error!(
+            target: "routing",
+            "[{sec}] connecting to backend(s) for client from {peer} failed: {}",
+            attempts.join(", ")
+        );
+        None
+    }
+}
+
+async fn accept_tcp(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_unix(l: &Option<UnixListener>) -> std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends an error frame, half-closes, and waits (bounded) for the client to close, so
+/// the client reads the error rather than a reset.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, frame: &[u8]) {
+    if client.write_all(frame).await.is_err() {
+        return;
+    }
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
