@@ -27,6 +27,7 @@ fn raw_error(msg: impl std::fmt::Display) -> i32 {
 
 /// Runs the router; returns the exit status.
 pub fn run(args: RunArgs) -> i32 {
+    process::raise_fd_limit();
     // MySQL Router switches user before reading the configuration files.
     if let Some(u) = &args.user {
         if let Err(e) = process::switch_user(u) {

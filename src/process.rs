@@ -124,3 +124,15 @@ pub fn notify(state: &str) {
         tracing::warn!(target: "main", "sending '{state}' to NOTIFY_SOCKET failed: {e}");
     }
 }
+
+/// Raises the soft open-files limit to the hard limit: every relayed connection costs
+/// two descriptors, and the default soft limit (often 1024) is far below what
+/// `max_total_connections` allows.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
