@@ -97,7 +97,8 @@ pub fn parse(text: &str) -> Result<Vec<RawSection>, IniError> {
         }
         if line.starts_with('[') {
             let (name, key) = parse_header(line)?;
-            let exists = sections.iter().any(|s| {
+            // `[DEFAULT]` may appear more than once; its parts are merged.
+            let exists = name != "default" && sections.iter().any(|s| {
                 s.name == name
                     && match (&s.key, &key) {
                         // Keys differing only in case are merged later, not an error.

@@ -187,8 +187,6 @@ pub fn builtin_defaults() -> Vec<(&'static str, String)> {
 /// Reads the files and applies the overrides; only syntax errors here.
 pub fn read_store(files: &[PathBuf], overrides: &[Override]) -> Result<Store, ConfigError> {
     let mut store = Store::with_builtins(&builtin_defaults());
-    // `logging_folder` is built in for `{logging_folder}`, but "not set by the user"
-    // still means the compiled-in folder; remember whether a file set it.
     for path in files {
         let text = std::fs::read(path).map_err(|e| {
             ConfigError::File(format!(
@@ -286,8 +284,8 @@ fn validate_default(store: &Store) -> Result<DefaultConfig, ConfigError> {
         }
         other => other,
     };
-    // The built-in value only counts for `{logging_folder}`; "not set" means the
-    // compiled-in default, which is the same text.
+    // The built-in value serves `{logging_folder}`; for logging, "not set" is its own
+    // case (the compiled-in folder), distinct from "set to empty" (console).
     let logging_folder = if user_set("logging_folder") {
         get("logging_folder")?
     } else {

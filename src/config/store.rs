@@ -53,8 +53,10 @@ pub struct Found {
 
 #[derive(Debug, Clone, Default)]
 pub struct Store {
-    /// `[DEFAULT]`: built-in folder variables first, then user values.
+    /// `[DEFAULT]` as the files and overrides set it.
     pub defaults: Section,
+    /// Built-in `[DEFAULT]` values (`program`, `origin`, folders): the last fallback.
+    pub builtins: Section,
     /// Other sections in order of first appearance.
     pub sections: Vec<Section>,
 }
@@ -74,7 +76,7 @@ impl Store {
     pub fn with_builtins(builtins: &[(&str, String)]) -> Store {
         let mut s = Store::default();
         for (k, v) in builtins {
-            s.defaults.set(k, v);
+            s.builtins.set(k, v);
         }
         s
     }
@@ -132,7 +134,7 @@ impl Store {
     pub fn get(&self, section: &Section, option: &str) -> Result<Option<Found>, String> {
         let (raw, from) = match section.own(option) {
             Some(v) => (v, section.full_name()),
-            None => match self.defaults.own(option) {
+            None => match self.defaults.own(option).or_else(|| self.builtins.own(option)) {
                 Some(v) => (v, "default".to_string()),
                 None => return Ok(None),
             },
@@ -148,7 +150,10 @@ impl Store {
     }
 
     fn lookup_raw<'a>(&'a self, section: &'a Section, name: &str) -> Option<&'a str> {
-        section.own(name).or_else(|| self.defaults.own(name))
+        section
+            .own(name)
+            .or_else(|| self.defaults.own(name))
+            .or_else(|| self.builtins.own(name))
     }
 
     fn interpolate(&self, section: &Section, value: &str, depth: usize) -> Result<String, String> {
