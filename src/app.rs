@@ -148,7 +148,12 @@ fn install_signals() -> std::io::Result<Signals> {
 async fn serve(config: Config, fail: &dyn Fn(String) -> i32) -> (i32, String) {
     let mut signals = match install_signals() {
         Ok(s) => s,
-        Err(e) => return (fail(format!("cannot install signal handlers: {e}")), "error".into()),
+        Err(e) => {
+            return (
+                fail(format!("cannot install signal handlers: {e}")),
+                "error".into(),
+            )
+        }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (close_tx, close_rx) = watch::channel(false);

@@ -140,8 +140,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         let arg = &args[i];
         i += 1;
         // Split `--name=value`; short options take the next argument or the rest.
-        let (name, inline): (String, Option<String>) = if let Some(long) = arg.strip_prefix("--")
-        {
+        let (name, inline): (String, Option<String>) = if let Some(long) = arg.strip_prefix("--") {
             match long.split_once('=') {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (long.to_string(), None),
@@ -258,8 +257,16 @@ pub fn help_text() -> String {
     }
     let _ = writeln!(s, "Plugins Path:\n  {}\n", folders::PLUGIN);
     let _ = writeln!(s, "Default Log Directory:\n  {}\n", folders::LOGGING);
-    let _ = writeln!(s, "Default Persistent Data Directory:\n  {}\n", folders::DATA);
-    let _ = writeln!(s, "Default Runtime State Directory:\n  {}\n", folders::RUNTIME);
+    let _ = writeln!(
+        s,
+        "Default Persistent Data Directory:\n  {}\n",
+        folders::DATA
+    );
+    let _ = writeln!(
+        s,
+        "Default Runtime State Directory:\n  {}\n",
+        folders::RUNTIME
+    );
     s.push_str(USAGE);
     s
 }

@@ -338,7 +338,10 @@ fn writer_loop(rx: Receiver<Msg>, mut sinks: Vec<Sink>) {
 /// sinks. Errors are MySQL Router's texts; nothing is logged yet when they happen.
 pub fn init(cfg: &LoggerConfig) -> Result<(), String> {
     if let Some(folder) = &cfg.folder {
-        let uses_file = cfg.sinks.iter().any(|s| matches!(s.kind, SinkKind::File(_)));
+        let uses_file = cfg
+            .sinks
+            .iter()
+            .any(|s| matches!(s.kind, SinkKind::File(_)));
         if uses_file && !folder.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -385,7 +388,8 @@ pub fn reopen() -> Result<(), String> {
     if tx.send(Msg::Reopen(rtx)).is_err() {
         return Err("log writer is gone".into());
     }
-    rrx.recv().unwrap_or_else(|_| Err("log writer is gone".into()))
+    rrx.recv()
+        .unwrap_or_else(|_| Err("log writer is gone".into()))
 }
 
 /// Waits until every line logged so far has been written.

@@ -43,7 +43,10 @@ pub fn write_pid_file(path: &Path) -> Result<(), String> {
     if let Ok(text) = std::fs::read_to_string(path) {
         let pid: i32 = text.trim().parse().unwrap_or(0);
         if process_alive(pid) && pid != std::process::id() as i32 {
-            return Err(format!("PID file {} found. Already running?", path.display()));
+            return Err(format!(
+                "PID file {} found. Already running?",
+                path.display()
+            ));
         }
         tracing::warn!(
             target: "main",
@@ -55,12 +58,20 @@ pub fn write_pid_file(path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                format!("Failed to create directory '{}': {}", dir.display(), crate::logging::strerror(&e))
+                format!(
+                    "Failed to create directory '{}': {}",
+                    dir.display(),
+                    crate::logging::strerror(&e)
+                )
             })?;
         }
     }
     let mut f = std::fs::File::create(path).map_err(|e| {
-        format!("Failed to open PID file '{}': {}", path.display(), crate::logging::strerror(&e))
+        format!(
+            "Failed to open PID file '{}': {}",
+            path.display(),
+            crate::logging::strerror(&e)
+        )
     })?;
     writeln!(f, "{}", std::process::id())
         .map_err(|e| format!("Failed to write PID file '{}': {e}", path.display()))?;
@@ -88,8 +99,12 @@ pub fn switch_user(name: &str) -> Result<(), String> {
         ));
     }
     let cname = std::ffi::CString::new(name).map_err(|_| format!("Invalid user name '{name}'"))?;
-    nix::unistd::initgroups(&cname, user.gid)
-        .map_err(|e| format!("Error trying to set the user. initgroups failed: {}", e.desc()))?;
+    nix::unistd::initgroups(&cname, user.gid).map_err(|e| {
+        format!(
+            "Error trying to set the user. initgroups failed: {}",
+            e.desc()
+        )
+    })?;
     nix::unistd::setgid(user.gid)
         .map_err(|e| format!("Error trying to set the user. setgid failed: {}", e.desc()))?;
     nix::unistd::setuid(user.uid)

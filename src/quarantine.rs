@@ -209,10 +209,13 @@ impl Quarantine {
 /// One TCP connect to each resolved address, 1 s each; true if any answered.
 async fn probe(d: &Destination) -> bool {
     let timeout = Duration::from_secs(1);
-    let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((d.host.as_str(), d.port))).await {
-        Ok(Ok(a)) => a.collect::<Vec<_>>(),
-        _ => return false,
-    };
+    let addrs =
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((d.host.as_str(), d.port)))
+            .await
+        {
+            Ok(Ok(a)) => a.collect::<Vec<_>>(),
+            _ => return false,
+        };
     for a in addrs {
         if let Ok(Ok(_s)) = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
             return true;

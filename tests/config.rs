@@ -131,13 +131,23 @@ fn error_table() {
     for (conf, want) in &cases {
         let (code, out, err) = run(conf, &[]);
         let first = err.lines().next().unwrap_or("");
-        let ok = code == Some(1) && out.is_empty() && err.contains(want) && first.starts_with("Error: ")
-            && !err.contains("panicked") && !err.contains("RUST_BACKTRACE");
+        let ok = code == Some(1)
+            && out.is_empty()
+            && err.contains(want)
+            && first.starts_with("Error: ")
+            && !err.contains("panicked")
+            && !err.contains("RUST_BACKTRACE");
         if !ok {
             failures.push(format!("config:\n{conf}\nwant: {want}\ngot code {code:?}, stdout {out:?}, stderr {err:?}\n"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -155,11 +165,17 @@ fn command_line_and_file_errors() {
         (vec!["-u", "no_such_user_here", "-c", "/x"], "Error: Can't use user 'no_such_user_here'. Please check that the user exists!\n"),
     ];
     for (args, want) in raw {
-        let out = Command::new(common::router_bin()).args(&args).output().unwrap();
+        let out = Command::new(common::router_bin())
+            .args(&args)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
-        assert!(err.starts_with(want), "{args:?}: want {want:?}, got {err:?}");
+        assert!(
+            err.starts_with(want),
+            "{args:?}: want {want:?}, got {err:?}"
+        );
     }
     let cases: Vec<(Vec<String>, String)> = vec![
         (vec!["--foo.bar=1".into()], "Error: Loading plugin for config-section '[foo]' failed".into()),
@@ -170,17 +186,32 @@ fn command_line_and_file_errors() {
         let (code, out, err) = run(&good, &a);
         assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(out.is_empty());
-        assert!(err.starts_with(&want), "{args:?}: want {want:?}, got {err:?}");
+        assert!(
+            err.starts_with(&want),
+            "{args:?}: want {want:?}, got {err:?}"
+        );
     }
     // -c given twice
-    let out = Command::new(common::router_bin()).args(["-c", "/a", "-c", "/b"]).output().unwrap();
+    let out = Command::new(common::router_bin())
+        .args(["-c", "/a", "-c", "/b"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "Error: Option -c/--config can only be used once; use -a/--extra-config instead.\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: Option -c/--config can only be used once; use -a/--extra-config instead.\n"
+    );
     // the same file twice
     let dir = common::tmp_dir("dup");
     let p = dir.join("a.conf");
     std::fs::write(&p, &good).unwrap();
-    let out = Command::new(common::router_bin()).arg("-c").arg(&p).arg("-a").arg(&p).output().unwrap();
+    let out = Command::new(common::router_bin())
+        .arg("-c")
+        .arg(&p)
+        .arg("-a")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -195,7 +226,12 @@ fn default_file_lookup() {
     let ini = dir.join("mysqlrouter.ini");
     let home_conf = dir.join(".mysqlrouter.conf");
     let home_ini = dir.join(".mysqlrouter.ini");
-    let cands = vec![conf.clone(), ini.clone(), home_conf.clone(), home_ini.clone()];
+    let cands = vec![
+        conf.clone(),
+        ini.clone(),
+        home_conf.clone(),
+        home_ini.clone(),
+    ];
     let e = config::files::resolve_with(None, &[], &cands).unwrap_err();
     assert!(e.starts_with("None of the default configuration files is readable and --config=<file> was not specified.\nChecked default configuration files:\n\n"));
     let e = config::files::resolve_with(None, &["x.conf".into()], &cands).unwrap_err();
@@ -204,9 +240,15 @@ fn default_file_lookup() {
     std::fs::write(&ini, "[DEFAULT]\n").unwrap();
     std::fs::write(&home_conf, "[DEFAULT]\n").unwrap();
     std::fs::write(&home_ini, "[DEFAULT]\n").unwrap();
-    assert_eq!(config::files::resolve_with(None, &[], &cands).unwrap(), vec![ini.clone(), home_conf.clone()]);
+    assert_eq!(
+        config::files::resolve_with(None, &[], &cands).unwrap(),
+        vec![ini.clone(), home_conf.clone()]
+    );
     std::fs::write(&conf, "[DEFAULT]\n").unwrap();
-    assert_eq!(config::files::resolve_with(None, &[], &cands).unwrap(), vec![conf, home_conf]);
+    assert_eq!(
+        config::files::resolve_with(None, &[], &cands).unwrap(),
+        vec![conf, home_conf]
+    );
 }
 
 fn load(path: &str) -> config::Config {
@@ -218,19 +260,52 @@ fn load(path: &str) -> config::Config {
 fn real_world_configs_load() {
     let c = load("tests/configs/oracle-packaged-default.conf");
     assert!(c.routes.is_empty());
-    assert_eq!(c.default.logging_folder.as_deref(), Some("/var/log/mysqlrouter/"));
+    assert_eq!(
+        c.default.logging_folder.as_deref(),
+        Some("/var/log/mysqlrouter/")
+    );
     assert_eq!(c.logger.sinks[0].level, mysqlrouter::logging::Level::Info);
 
     let c = load("tests/configs/legacy-2x-mode.conf");
-    let r: Vec<(&str, Strategy, u16, Protocol)> =
-        c.routes.iter().map(|r| (r.section.as_str(), r.strategy, r.bind.as_ref().unwrap().1, r.protocol)).collect();
+    let r: Vec<(&str, Strategy, u16, Protocol)> = c
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.section.as_str(),
+                r.strategy,
+                r.bind.as_ref().unwrap().1,
+                r.protocol,
+            )
+        })
+        .collect();
     assert_eq!(
         r,
         vec![
-            ("routing:failover", Strategy::FirstAvailable, 7001, Protocol::Classic),
-            ("routing:balancing", Strategy::RoundRobin, 7002, Protocol::Classic),
-            ("routing:failover_x", Strategy::FirstAvailable, 7003, Protocol::X),
-            ("routing:balancing_x", Strategy::RoundRobin, 7004, Protocol::X),
+            (
+                "routing:failover",
+                Strategy::FirstAvailable,
+                7001,
+                Protocol::Classic
+            ),
+            (
+                "routing:balancing",
+                Strategy::RoundRobin,
+                7002,
+                Protocol::Classic
+            ),
+            (
+                "routing:failover_x",
+                Strategy::FirstAvailable,
+                7003,
+                Protocol::X
+            ),
+            (
+                "routing:balancing_x",
+                Strategy::RoundRobin,
+                7004,
+                Protocol::X
+            ),
         ]
     );
     assert_eq!(c.routes[0].destinations.len(), 3);
@@ -238,12 +313,21 @@ fn real_world_configs_load() {
 
     let c = load("tests/configs/bootstrap-84-static.conf");
     assert_eq!(c.routes.len(), 4);
-    assert_eq!(c.routes[3].destinations[0].port, 33060, "x protocol default port");
+    assert_eq!(
+        c.routes[3].destinations[0].port, 33060,
+        "x protocol default port"
+    );
     assert_eq!(c.default.max_total_connections, 1024);
     assert_eq!(c.default.user.as_deref(), Some("mysqlrouter"));
     assert_eq!(c.destination_status.error_quarantine_threshold, 2);
     // `name` is known because [http_auth_realm] has such an option (MySQL Router's rule).
-    assert!(!c.notices.iter().any(|n| n.message.contains("is not supported")), "{:?}", c.notices);
+    assert!(
+        !c.notices
+            .iter()
+            .any(|n| n.message.contains("is not supported")),
+        "{:?}",
+        c.notices
+    );
 
     let c = load("etc/mysqlrouter.conf");
     assert_eq!(c.routes.len(), 2);
@@ -253,17 +337,36 @@ fn real_world_configs_load() {
 fn defaults_and_ranges() {
     let dir = common::tmp_dir("defaults");
     let p = dir.join("c.conf");
-    std::fs::write(&p, "[routing:x]\nbind_port=1\ndestinations=h1,[::1]:5,h1\nrouting_strategy=FIRST-available\n").unwrap();
+    std::fs::write(
+        &p,
+        "[routing:x]\nbind_port=1\ndestinations=h1,[::1]:5,h1\nrouting_strategy=FIRST-available\n",
+    )
+    .unwrap();
     let c = config::load(&[p], &[]).unwrap();
     let r = &c.routes[0];
     assert_eq!(r.bind, Some(("127.0.0.1".into(), 1)));
-    assert_eq!(r.destinations.iter().map(|d| d.address()).collect::<Vec<_>>(), vec!["h1:3306", "[::1]:5"]);
+    assert_eq!(
+        r.destinations
+            .iter()
+            .map(|d| d.address())
+            .collect::<Vec<_>>(),
+        vec!["h1:3306", "[::1]:5"]
+    );
     assert_eq!(r.connect_timeout, Duration::from_secs(5));
     assert_eq!(r.client_connect_timeout, Duration::from_secs(9));
-    assert_eq!((r.max_connections, r.max_connect_errors, r.net_buffer_length), (0, 100, 16384));
+    assert_eq!(
+        (r.max_connections, r.max_connect_errors, r.net_buffer_length),
+        (0, 100, 16384)
+    );
     assert_eq!(c.default.max_total_connections, 512);
-    assert_eq!(c.default.logging_folder, None, "unset means the compiled-in folder");
-    assert_eq!(c.logger.sinks[0].kind, config::SinkKind::File("/var/log/mysqlrouter/mysqlrouter.log".into()));
+    assert_eq!(
+        c.default.logging_folder, None,
+        "unset means the compiled-in folder"
+    );
+    assert_eq!(
+        c.logger.sinks[0].kind,
+        config::SinkKind::File("/var/log/mysqlrouter/mysqlrouter.log".into())
+    );
 }
 
 #[test]
@@ -276,46 +379,96 @@ fn interpolation_and_merge_across_files() {
         "[DEFAULT]\nbackend_host = 127.0.0.1\nlogging_folder = {program}-logs\n[routing:RW]\nbind_address = {backend_host}:{port}\nport = 7000\ndestinations = {backend_host}:3306,{unknown_host}\nrouting_strategy = first-available\nconnect_timeout = 2\n",
     )
     .unwrap();
-    std::fs::write(&b, "[routing:rw]\nconnect_timeout = 3\n[DEFAULT]\nbackend_host = 10.0.0.1\n").unwrap();
+    std::fs::write(
+        &b,
+        "[routing:rw]\nconnect_timeout = 3\n[DEFAULT]\nbackend_host = 10.0.0.1\n",
+    )
+    .unwrap();
     let store = config::read_store(&[a.clone(), b.clone()], &[]).unwrap();
     // `{unknown_host}` stays as written and then fails host validation, like Oracle's.
     let e = config::validate(&store).unwrap_err().to_string();
-    assert!(e.contains("invalid destination address '{unknown_host}'"), "{e}");
+    assert!(
+        e.contains("invalid destination address '{unknown_host}'"),
+        "{e}"
+    );
 
     std::fs::write(
         &a,
         "[DEFAULT]\nbackend_host = 127.0.0.1\nlogging_folder = /tmp/{program}-logs\n[routing:RW]\nbind_address = {backend_host}:{port}\nport = 7000\ndestinations = {backend_host}:3306\nrouting_strategy = first-available\nconnect_timeout = 2\n",
     )
     .unwrap();
-    let overrides = mysqlrouter::cli::parse(&["--routing:rw.max_connections=7".to_string()]).unwrap();
-    let mysqlrouter::cli::Command::Run(run) = overrides else { panic!() };
+    let overrides =
+        mysqlrouter::cli::parse(&["--routing:rw.max_connections=7".to_string()]).unwrap();
+    let mysqlrouter::cli::Command::Run(run) = overrides else {
+        panic!()
+    };
     let c = config::load(&[a, b], &run.overrides).unwrap();
     let r = &c.routes[0];
-    assert_eq!(r.section, "routing:RW", "merged into the first file's section");
+    assert_eq!(
+        r.section, "routing:RW",
+        "merged into the first file's section"
+    );
     assert_eq!(r.connect_timeout, Duration::from_secs(3), "later file wins");
-    assert_eq!(r.destinations[0].address(), "10.0.0.1:3306", "[DEFAULT] of a later file");
+    assert_eq!(
+        r.destinations[0].address(),
+        "10.0.0.1:3306",
+        "[DEFAULT] of a later file"
+    );
     assert_eq!(r.bind, Some(("10.0.0.1".into(), 7000)));
     assert_eq!(r.max_connections, 7, "command-line override");
-    assert_eq!(c.default.logging_folder.as_deref(), Some("/tmp/mysqlrouter-logs"));
-    assert!(c.notices.iter().any(|n| n.message == "option 'routing.port' is not supported"));
+    assert_eq!(
+        c.default.logging_folder.as_deref(),
+        Some("/tmp/mysqlrouter-logs")
+    );
+    assert!(c
+        .notices
+        .iter()
+        .any(|n| n.message == "option 'routing.port' is not supported"));
 }
 
 #[test]
 fn version_and_help() {
-    let out = Command::new(common::router_bin()).arg("-V").output().unwrap();
+    let out = Command::new(common::router_bin())
+        .arg("-V")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let v = String::from_utf8_lossy(&out.stdout);
-    assert!(v.starts_with(&format!("MySQL Router  Ver {} for Linux on ", env!("CARGO_PKG_VERSION"))), "{v}");
+    assert!(
+        v.starts_with(&format!(
+            "MySQL Router  Ver {} for Linux on ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{v}"
+    );
     assert!(v.trim_end().ends_with("(mysqlrouter-rs)"));
     let dir = common::tmp_dir("home");
     std::fs::write(dir.join(".mysqlrouter.conf"), "").unwrap();
-    let out = Command::new(common::router_bin()).arg("--help").env("HOME", &dir).output().unwrap();
+    let out = Command::new(common::router_bin())
+        .arg("--help")
+        .env("HOME", &dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let h = String::from_utf8_lossy(&out.stdout);
     assert!(h.contains("Configuration read from the following files in the given order (enclosed\nin parentheses means not available for reading):"));
-    assert!(h.contains(&format!("\n  {}/.mysqlrouter.conf\n", dir.display())), "{h}");
-    assert!(h.contains(&format!("\n  ({}/.mysqlrouter.ini)\n", dir.display())), "{h}");
-    for s in ["(-V|--version)", "(-?|--help)", "[-c|--config=<path>]", "[-a|--extra-config=<path>]", "# Options", "  -V, --version", "# Examples"] {
+    assert!(
+        h.contains(&format!("\n  {}/.mysqlrouter.conf\n", dir.display())),
+        "{h}"
+    );
+    assert!(
+        h.contains(&format!("\n  ({}/.mysqlrouter.ini)\n", dir.display())),
+        "{h}"
+    );
+    for s in [
+        "(-V|--version)",
+        "(-?|--help)",
+        "[-c|--config=<path>]",
+        "[-a|--extra-config=<path>]",
+        "# Options",
+        "  -V, --version",
+        "# Examples",
+    ] {
         assert!(h.contains(s), "help lacks {s}");
     }
 }
@@ -324,7 +477,10 @@ fn version_and_help() {
 fn unknown_option_warns_and_runs() {
     let (code, _out, err) = run(&rt("foo = 1\n"), &[]);
     assert_eq!(code, None, "router kept running: {err}");
-    assert!(err.contains("main WARNING") && err.contains("option 'routing.foo' is not supported"), "{err}");
+    assert!(
+        err.contains("main WARNING") && err.contains("option 'routing.foo' is not supported"),
+        "{err}"
+    );
     assert!(err.contains("main SYSTEM") && err.contains("Starting 'MySQL Router', version: "));
 }
 
@@ -333,7 +489,8 @@ mod property {
 
     fn check(text: &str) {
         if let Ok(sections) = mysqlrouter::config::ini::parse(text) {
-            let mut s = mysqlrouter::config::Store::with_builtins(&mysqlrouter::config::builtin_defaults());
+            let mut s =
+                mysqlrouter::config::Store::with_builtins(&mysqlrouter::config::builtin_defaults());
             s.merge(sections);
             let _ = mysqlrouter::config::validate(&s);
         }

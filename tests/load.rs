@@ -10,8 +10,14 @@ use common::*;
 use mysql_async::prelude::Queryable;
 
 fn rr_route(port: u16, servers: &[&MariaDb]) -> String {
-    let d = servers.iter().map(|m| m.addr()).collect::<Vec<_>>().join(",");
-    format!("[routing:rr]\nbind_port = {port}\ndestinations = {d}\nrouting_strategy = round-robin\n")
+    let d = servers
+        .iter()
+        .map(|m| m.addr())
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "[routing:rr]\nbind_port = {port}\ndestinations = {d}\nrouting_strategy = round-robin\n"
+    )
 }
 
 /// MySQL Router's launch scenario: 1,000 concurrent clients on one round-robin route,
@@ -31,12 +37,18 @@ async fn thousand_concurrent_clients_round_robin() {
         tasks.push(tokio::spawn(async move {
             let conn = {
                 let _p = sem.acquire().await.unwrap();
-                tokio::time::timeout(Duration::from_secs(60), mysql_async::Conn::new(opts(port))).await
+                tokio::time::timeout(Duration::from_secs(60), mysql_async::Conn::new(opts(port)))
+                    .await
             };
             // Everyone waits until all are connected: 1,000 concurrent connections.
             barrier.wait().await;
-            let mut c = conn.map_err(|_| "connect timeout".to_string())?.map_err(|e| e.to_string())?;
-            let p: Option<u16> = c.query_first("SELECT @@port").await.map_err(|e| e.to_string())?;
+            let mut c = conn
+                .map_err(|_| "connect timeout".to_string())?
+                .map_err(|e| e.to_string())?;
+            let p: Option<u16> = c
+                .query_first("SELECT @@port")
+                .await
+                .map_err(|e| e.to_string())?;
             let _ = c.disconnect().await;
             Ok::<u16, String>(p.unwrap_or(0))
         }));
@@ -49,11 +61,20 @@ async fn thousand_concurrent_clients_round_robin() {
             other => failures.push(format!("{other:?}")),
         }
     }
-    assert!(failures.is_empty(), "{} failed, first: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
     for s in [&s1, &s2, &s3] {
         let n = counts.get(&s.port).copied().unwrap_or(0);
         let ideal = N as f64 / 3.0;
-        assert!((n as f64 - ideal).abs() <= ideal * 0.05, "server {} got {n} of {N}: {counts:?}", s.port);
+        assert!(
+            (n as f64 - ideal).abs() <= ideal * 0.05,
+            "server {} got {n} of {N}: {counts:?}",
+            s.port
+        );
     }
 }
 
@@ -95,16 +116,32 @@ async fn backend_killed_under_load() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s1_port = s1.port;
-    tokio::task::spawn_blocking(move || { s1.kill(); s1 }).await.map(drop).unwrap();
+    tokio::task::spawn_blocking(move || {
+        s1.kill();
+        s1
+    })
+    .await
+    .map(drop)
+    .unwrap();
 
     // Every client of the dead server gets an error within 5 s; the others still work.
     let t0 = Instant::now();
     for (p, mut c) in held {
-        let res = tokio::time::timeout(Duration::from_secs(5), c.query_first::<u16, _>("SELECT @@port")).await;
+        let res = tokio::time::timeout(
+            Duration::from_secs(5),
+            c.query_first::<u16, _>("SELECT @@port"),
+        )
+        .await;
         if p == s1_port {
-            assert!(matches!(res, Ok(Err(_))), "client of killed server: {res:?}");
+            assert!(
+                matches!(res, Ok(Err(_))),
+                "client of killed server: {res:?}"
+            );
         } else {
-            assert!(matches!(res, Ok(Ok(Some(q))) if q == p), "client of live server: {res:?}");
+            assert!(
+                matches!(res, Ok(Ok(Some(q))) if q == p),
+                "client of live server: {res:?}"
+            );
             let _ = c.disconnect().await;
         }
     }

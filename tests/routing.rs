@@ -57,13 +57,19 @@ fn legacy_mode_read_write_and_read_only() {
 fn first_available_sticks_to_the_remembered_server() {
     let (mut s1, mut s2, s3) = (MariaDb::start(), MariaDb::start(), MariaDb::start());
     let port = free_port();
-    let r = Router::start(&route("fa", port, "first-available", &[&s1, &s2, &s3]), &[port]);
+    let r = Router::start(
+        &route("fa", port, "first-available", &[&s1, &s2, &s3]),
+        &[port],
+    );
     assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
     s1.stop();
     assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     // s1 comes back and leaves quarantine; the route stays on s2.
     s1.restart();
-    assert!(r.wait_log(&format!("destination '{}' is reachable again", s1.addr()), Duration::from_secs(5)));
+    assert!(r.wait_log(
+        &format!("destination '{}' is reachable again", s1.addr()),
+        Duration::from_secs(5)
+    ));
     for _ in 0..3 {
         assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     }
@@ -71,9 +77,23 @@ fn first_available_sticks_to_the_remembered_server() {
     s2.stop();
     assert_eq!(cli_port_tcp(port).unwrap(), s3.port);
     let log = r.log_text();
-    assert!(log.contains(&format!("[routing:fa] switched destination from '{}' to '{}'", s1.addr(), s2.addr())), "{log}");
-    assert!(log.contains(&format!("[routing:fa] switched destination from '{}' to '{}'", s2.addr(), s3.addr())), "{log}");
-    assert!(log.contains(&format!("routing WARNING")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "[routing:fa] switched destination from '{}' to '{}'",
+            s1.addr(),
+            s2.addr()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "[routing:fa] switched destination from '{}' to '{}'",
+            s2.addr(),
+            s3.addr()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("routing WARNING"), "{log}");
 }
 
 #[test]
@@ -85,7 +105,10 @@ fn next_available_never_goes_back() {
     s1.stop();
     assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     s1.restart();
-    assert!(r.wait_log(&format!("destination '{}' is reachable again", s1.addr()), Duration::from_secs(5)));
+    assert!(r.wait_log(
+        &format!("destination '{}' is reachable again", s1.addr()),
+        Duration::from_secs(5)
+    ));
     assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     s2.stop();
     // Past the end: no server, although s1 is up.
@@ -105,7 +128,10 @@ fn quarantine_skips_and_recovers_within_interval() {
     s2.stop();
     let got: Vec<u16> = (0..6).map(|_| cli_port_tcp(port).unwrap()).collect();
     assert!(!got.contains(&s2.port), "{got:?}");
-    assert!(r.log_text().contains(&format!("destination '{}' is unreachable and was quarantined", s2.addr())));
+    assert!(r.log_text().contains(&format!(
+        "destination '{}' is unreachable and was quarantined",
+        s2.addr()
+    )));
     s2.restart();
     let back = Instant::now();
     // interval (1 s) + 2 s
@@ -125,19 +151,37 @@ fn listener_closes_while_all_down_and_reopens() {
     let e = lib_port(port).unwrap_err();
     assert_eq!(e, "2003: Can't connect to remote MySQL server");
     // ...then the listener closes: TCP refused.
-    assert!(eventually(Duration::from_secs(2), || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()));
-    assert!(r.log_text().contains(&format!("Stop accepting connections for routing routing:one listening on 127.0.0.1:{port}")));
+    assert!(eventually(Duration::from_secs(2), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    }));
+    assert!(r.log_text().contains(&format!(
+        "Stop accepting connections for routing routing:one listening on 127.0.0.1:{port}"
+    )));
     s1.restart();
-    assert!(eventually(Duration::from_secs(4), || cli_port_tcp(port).ok() == Some(s1.port)));
+    assert!(eventually(Duration::from_secs(4), || cli_port_tcp(port)
+        .ok()
+        == Some(s1.port)));
     let log = r.log_text();
-    assert_eq!(log.matches(&format!("Start accepting connections for routing routing:one listening on '127.0.0.1:{port}'")).count(), 2, "{log}");
+    assert_eq!(
+        log.matches(&format!(
+            "Start accepting connections for routing routing:one listening on '127.0.0.1:{port}'"
+        ))
+        .count(),
+        2,
+        "{log}"
+    );
 }
 
 #[test]
 fn first_available_keeps_listening_and_answers_2003() {
     let mut s1 = MariaDb::start();
     let port = free_port();
-    let r = Router::start_with(&route("fa", port, "first-available", &[&s1]), &[port], "debug", &[]);
+    let r = Router::start_with(
+        &route("fa", port, "first-available", &[&s1]),
+        &[port],
+        "debug",
+        &[],
+    );
     s1.stop();
     for _ in 0..2 {
         let e = lib_port(port).unwrap_err();
@@ -149,8 +193,17 @@ fn first_available_keeps_listening_and_answers_2003() {
     want.extend_from_slice(b"Can't connect to remote MySQL server");
     assert_eq!(bytes, want);
     let log = r.log_text();
-    assert!(log.contains(&format!("connect({}) failed after", s1.addr())), "{log}");
-    assert!(log.contains(&format!("connect(/* {} */): is quarantined, end of destinations: no more destinations", s1.addr())), "{log}");
+    assert!(
+        log.contains(&format!("connect({}) failed after", s1.addr())),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "connect(/* {} */): is quarantined, end of destinations: no more destinations",
+            s1.addr()
+        )),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,12 +235,27 @@ fn unix_socket_and_ipv6_listeners() {
         s1.addr()
     );
     let r = Router::start(&body, &[]);
-    assert!(r.wait_log("Start accepting connections", Duration::from_secs(5)), "{}", r.log_text());
-    assert_eq!(cli_port(&["-h", "::1", "-P", &port.to_string(), "--protocol=TCP"]).unwrap(), s1.port);
-    assert_eq!(cli_port(&["-S", path_str(&sock), "--protocol=SOCKET"]).unwrap(), s1.port);
+    assert!(
+        r.wait_log("Start accepting connections", Duration::from_secs(5)),
+        "{}",
+        r.log_text()
+    );
+    assert_eq!(
+        cli_port(&["-h", "::1", "-P", &port.to_string(), "--protocol=TCP"]).unwrap(),
+        s1.port
+    );
+    assert_eq!(
+        cli_port(&["-S", path_str(&sock), "--protocol=SOCKET"]).unwrap(),
+        s1.port
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o777);
-    assert!(r.log_text().contains("already exists, but seems to be unused. Deleting and retrying..."));
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o777
+    );
+    assert!(r
+        .log_text()
+        .contains("already exists, but seems to be unused. Deleting and retrying..."));
 }
 
 #[test]
@@ -204,13 +272,22 @@ fn live_socket_file_is_refused_and_bind_failure_exits_1() {
     let mut r = Router::start(&body, &[]);
     let code = wait_exit(&mut r);
     assert_eq!(code, Some(1));
-    assert!(r.log_text().contains(&format!("Socket file {} already in use by another process", sock.display())));
+    assert!(r.log_text().contains(&format!(
+        "Socket file {} already in use by another process",
+        sock.display()
+    )));
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let mut r = Router::start(&route("b", port, "round-robin", &[&s1]), &[]);
     assert_eq!(wait_exit(&mut r), Some(1));
-    assert!(r.log_text().contains(&format!("Failed setting up acceptor on '127.0.0.1:{port}': Address already in use")), "{}", r.log_text());
+    assert!(
+        r.log_text().contains(&format!(
+            "Failed setting up acceptor on '127.0.0.1:{port}': Address already in use"
+        )),
+        "{}",
+        r.log_text()
+    );
 }
 
 fn wait_exit(r: &mut Router) -> Option<i32> {
@@ -233,10 +310,27 @@ fn bytes_pass_unchanged_in_both_directions() {
     let q = "SELECT SHA2(REPEAT('ab', 500000), 256), LENGTH(REPEAT('x', 3000000))";
     let run = |p: u16| {
         let out = std::process::Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-P", &p.to_string(), "--protocol=TCP", "-u", USER, &format!("-p{PASS}"), "-N", "-B", "-e", q])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &p.to_string(),
+                "--protocol=TCP",
+                "-u",
+                USER,
+                &format!("-p{PASS}"),
+                "-N",
+                "-B",
+                "-e",
+                q,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     assert_eq!(run(port), run(s1.port));

@@ -98,15 +98,16 @@ pub fn parse(text: &str) -> Result<Vec<RawSection>, IniError> {
         if line.starts_with('[') {
             let (name, key) = parse_header(line)?;
             // `[DEFAULT]` may appear more than once; its parts are merged.
-            let exists = name != "default" && sections.iter().any(|s| {
-                s.name == name
-                    && match (&s.key, &key) {
-                        // Keys differing only in case are merged later, not an error.
-                        (Some(a), Some(b)) => a == b,
-                        (None, None) => true,
-                        _ => false,
-                    }
-            });
+            let exists = name != "default"
+                && sections.iter().any(|s| {
+                    s.name == name
+                        && match (&s.key, &key) {
+                            // Keys differing only in case are merged later, not an error.
+                            (Some(a), Some(b)) => a == b,
+                            (None, None) => true,
+                            _ => false,
+                        }
+                });
             if exists {
                 let shown = match &key {
                     Some(k) => format!("{name}:{k}"),

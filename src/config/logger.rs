@@ -58,7 +58,11 @@ fn parse_precision(v: &str) -> Result<Precision, ConfigError> {
 }
 
 pub fn validate(store: &Store, default: &DefaultConfig) -> Result<LoggerConfig, ConfigError> {
-    let loggers: Vec<&Section> = store.sections.iter().filter(|s| s.name == "logger").collect();
+    let loggers: Vec<&Section> = store
+        .sections
+        .iter()
+        .filter(|s| s.name == "logger")
+        .collect();
     if loggers.len() > 1 {
         return Err(ConfigError::Invalid(
             "There can be at most one [logger] section in the configuration".into(),
@@ -161,12 +165,12 @@ pub fn validate(store: &Store, default: &DefaultConfig) -> Result<LoggerConfig, 
                 SinkKind::File(PathBuf::from(&folder).join(&filename))
             }
             "syslog" => SinkKind::Syslog,
-            other => {
-                return Err(ConfigError::UnknownSection(
-                    other.to_string(),
-                    format!("'{other}' is not a known log sink (valid are consolelog, filelog and syslog)"),
-                ))
-            }
+            other => return Err(ConfigError::UnknownSection(
+                other.to_string(),
+                format!(
+                    "'{other}' is not a known log sink (valid are consolelog, filelog and syslog)"
+                ),
+            )),
         };
         sinks.push(SinkConfig {
             kind,

@@ -370,7 +370,11 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
     let logger = logger::validate(store, &default)?;
     let mut notices = Vec::new();
 
-    let routing: Vec<&Section> = store.sections.iter().filter(|s| s.name == "routing").collect();
+    let routing: Vec<&Section> = store
+        .sections
+        .iter()
+        .filter(|s| s.name == "routing")
+        .collect();
     let mut routes = Vec::with_capacity(routing.len());
     for s in &routing {
         let r = route::validate(store, s, &default, &mut notices)?;

@@ -276,13 +276,14 @@ fn check_tls(l: &Lookup, protocol: Protocol) -> Result<(), ConfigError> {
         "server_ssl_verify",
         &["DISABLED", "VERIFY_CA", "VERIFY_IDENTITY"],
     )?;
-    let has_cert = l.get("client_ssl_cert")?.is_some_and(|f| !f.value.is_empty())
-        || l.get("client_ssl_key")?.is_some_and(|f| !f.value.is_empty());
+    let has_cert = l
+        .get("client_ssl_cert")?
+        .is_some_and(|f| !f.value.is_empty())
+        || l.get("client_ssl_key")?
+            .is_some_and(|f| !f.value.is_empty());
     let (client_mode, from) = match client {
         Some((m, ref from)) => (m, from.clone()),
-        None if has_cert && protocol == Protocol::Classic => {
-            ("PREFERRED", l.section.full_name())
-        }
+        None if has_cert && protocol == Protocol::Classic => ("PREFERRED", l.section.full_name()),
         None => ("PASSTHROUGH", l.section.full_name()),
     };
     if client_mode != "PASSTHROUGH" {
@@ -309,7 +310,12 @@ fn check_tls(l: &Lookup, protocol: Protocol) -> Result<(), ConfigError> {
             )));
         }
     }
-    for opt in ["client_ssl_ca", "client_ssl_capath", "client_ssl_crl", "client_ssl_crlpath"] {
+    for opt in [
+        "client_ssl_ca",
+        "client_ssl_capath",
+        "client_ssl_crl",
+        "client_ssl_crlpath",
+    ] {
         if let Some(f) = l.get(opt)? {
             return Err(invalid(format!(
                 "client_ssl_mode=PASSTHROUGH can not be combined with {opt}={}",
@@ -381,7 +387,10 @@ pub fn validate(
     let net_buffer_length = l.uint("net_buffer_length", 1024, 1_048_576, 16384)? as usize;
     l.uint("thread_stack_size", 1, 65535, 1024)?;
     if let Some(f) = l.get("connect_retry_timeout")? {
-        let ok = f.value.parse::<f64>().is_ok_and(|v| (0.0..=3600.0).contains(&v))
+        let ok = f
+            .value
+            .parse::<f64>()
+            .is_ok_and(|v| (0.0..=3600.0).contains(&v))
             && !f.value.starts_with(['+', '-']);
         if !ok {
             return Err(invalid(format!(
@@ -484,7 +493,10 @@ pub fn check_against_earlier(r: &RouteConfig, earlier: &[RouteConfig]) -> Result
             return Err(invalid(format!(
                 "in [{}]: duplicate socket '{}'",
                 r.section,
-                r.socket.as_ref().map(|s| s.display().to_string()).unwrap_or_default()
+                r.socket
+                    .as_ref()
+                    .map(|s| s.display().to_string())
+                    .unwrap_or_default()
             )));
         }
     }

@@ -134,7 +134,11 @@ impl Store {
     pub fn get(&self, section: &Section, option: &str) -> Result<Option<Found>, String> {
         let (raw, from) = match section.own(option) {
             Some(v) => (v, section.full_name()),
-            None => match self.defaults.own(option).or_else(|| self.builtins.own(option)) {
+            None => match self
+                .defaults
+                .own(option)
+                .or_else(|| self.builtins.own(option))
+            {
                 Some(v) => (v, "default".to_string()),
                 None => return Ok(None),
             },
@@ -215,7 +219,10 @@ mod tests {
         let f = s.get(&s.sections[0], "connect_timeout").unwrap().unwrap();
         assert_eq!(f.value, "3");
         assert_eq!(f.from, "default");
-        assert_eq!(s.get(&s.sections[0], "x").unwrap().unwrap().from, "routing:a");
+        assert_eq!(
+            s.get(&s.sections[0], "x").unwrap().unwrap().from,
+            "routing:a"
+        );
     }
 
     #[test]

@@ -87,6 +87,12 @@ mod tests {
         let len = u32::from_le_bytes([f[0], f[1], f[2], f[3]]) as usize;
         assert_eq!(len, f.len() - 4);
         assert_eq!(f[4], 1);
-        assert_eq!(&f[5..], &[0x08, 0, 0x10, 0x90, 0x08, 0x1a, 2, b'h', b'i', 0x22, 5, b'0', b'8', b'0', b'0', b'4']);
+        assert_eq!(
+            &f[5..],
+            &[
+                0x08, 0, 0x10, 0x90, 0x08, 0x1a, 2, b'h', b'i', 0x22, 5, b'0', b'8', b'0', b'0',
+                b'4'
+            ]
+        );
     }
 }

@@ -19,10 +19,16 @@ pub async fn connect(d: &Destination, timeout: Duration) -> Result<TcpStream, St
     let addrs: Vec<SocketAddr> = match d.host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, d.port)],
         Err(_) => {
-            match tokio::time::timeout(timeout, tokio::net::lookup_host((d.host.as_str(), d.port))).await {
+            match tokio::time::timeout(timeout, tokio::net::lookup_host((d.host.as_str(), d.port)))
+                .await
+            {
                 Ok(Ok(a)) => a.collect(),
                 Ok(Err(e)) => {
-                    return Err(format!("resolve({}) failed after {}ms: {e}", d.host, ms(start)))
+                    return Err(format!(
+                        "resolve({}) failed after {}ms: {e}",
+                        d.host,
+                        ms(start)
+                    ))
                 }
                 Err(_) => {
                     return Err(format!(
@@ -34,7 +40,11 @@ pub async fn connect(d: &Destination, timeout: Duration) -> Result<TcpStream, St
             }
         }
     };
-    let mut last = format!("resolve({}) failed after {}ms: no address", d.host, ms(start));
+    let mut last = format!(
+        "resolve({}) failed after {}ms: no address",
+        d.host,
+        ms(start)
+    );
     for a in addrs {
         let t = Instant::now();
         match tokio::time::timeout(timeout, TcpStream::connect(a)).await {
@@ -43,7 +53,12 @@ pub async fn connect(d: &Destination, timeout: Duration) -> Result<TcpStream, St
                 return Ok(s);
             }
             Ok(Err(e)) => last = format!("connect({a}) failed after {}ms: {}", ms(t), strerror(&e)),
-            Err(_) => last = format!("connect({a}) failed after {}ms: Connection timed out", ms(t)),
+            Err(_) => {
+                last = format!(
+                    "connect({a}) failed after {}ms: Connection timed out",
+                    ms(t)
+                )
+            }
         }
     }
     Err(last)

@@ -54,7 +54,9 @@ pub fn bind_unix(route: &str, path: &Path) -> Result<UnixListener, String> {
     let shown = path.display();
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!("Socket file {shown} already in use by another process"));
+            return Err(format!(
+                "Socket file {shown} already in use by another process"
+            ));
         }
         tracing::warn!(
             target: "routing",
@@ -70,5 +72,6 @@ pub fn bind_unix(route: &str, path: &Path) -> Result<UnixListener, String> {
         .map_err(|e| format!("Failed setting up acceptor on '{shown}': {}", strerror(&e)))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
         .map_err(|e| format!("Failed setting permissions on {shown}: {}", strerror(&e)))?;
-    UnixListener::from_std(std_l).map_err(|e| format!("Failed setting up acceptor on '{shown}': {e}"))
+    UnixListener::from_std(std_l)
+        .map_err(|e| format!("Failed setting up acceptor on '{shown}': {e}"))
 }

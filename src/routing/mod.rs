@@ -186,7 +186,10 @@ impl Route {
         tracing::info!(target: "routing", "[{}] stopped", self.cfg.section);
     }
 
-    async fn spawn_tcp(self: Arc<Self>, r: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>) {
+    async fn spawn_tcp(
+        self: Arc<Self>,
+        r: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    ) {
         match r {
             Ok((s, peer)) => {
                 let _ = s.set_nodelay(true);
@@ -196,7 +199,10 @@ impl Route {
         }
     }
 
-    async fn spawn_unix(self: Arc<Self>, r: std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)>) {
+    async fn spawn_unix(
+        self: Arc<Self>,
+        r: std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)>,
+    ) {
         match r {
             Ok((s, _)) => {
                 let peer = self
@@ -352,14 +358,18 @@ impl Route {
     }
 }
 
-async fn accept_tcp(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+async fn accept_tcp(
+    l: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
     match l {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
 }
 
-async fn accept_unix(l: &Option<UnixListener>) -> std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
+async fn accept_unix(
+    l: &Option<UnixListener>,
+) -> std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
     match l {
         Some(l) => l.accept().await,
         None => std::future::pending().await,

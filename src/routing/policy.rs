@@ -53,7 +53,10 @@ impl Policy {
     pub fn plan(&self, quarantined: impl Fn(usize) -> bool) -> Plan {
         let n = self.n;
         if n == 0 {
-            return Plan { order: vec![], start: 0 };
+            return Plan {
+                order: vec![],
+                start: 0,
+            };
         }
         match self.strategy {
             Strategy::RoundRobin => {

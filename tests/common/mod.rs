@@ -40,7 +40,9 @@ pub fn tmp_dir(tag: &str) -> PathBuf {
     let d = tmp_root().join(format!("{tag}-{n}"));
     std::fs::create_dir_all(&d).expect("create temp dir");
     if is_root() {
-        let _ = Command::new("chown").args(["mysql:", d.to_str().unwrap()]).status();
+        let _ = Command::new("chown")
+            .args(["mysql:", d.to_str().unwrap()])
+            .status();
     }
     d
 }
@@ -61,8 +63,14 @@ fn template_datadir() -> &'static PathBuf {
         if is_root() {
             cmd.arg("--user=mysql");
         }
-        let out = cmd.output().expect("mariadb-install-db (apt-get install mariadb-server)");
-        assert!(out.status.success(), "install-db failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd
+            .output()
+            .expect("mariadb-install-db (apt-get install mariadb-server)");
+        assert!(
+            out.status.success(),
+            "install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Start once to create the TCP user, then stop.
         let mut s = MariaDb::start_in(base.clone(), data.clone(), free_port());
         let ok = Command::new("mariadb")
@@ -76,6 +84,15 @@ fn template_datadir() -> &'static PathBuf {
         s.stop();
         data
     })
+}
+
+/// `mariadbd` lives in /usr/sbin, which is not on every user's PATH.
+fn mariadbd() -> &'static str {
+    if Path::new("/usr/sbin/mariadbd").exists() {
+        "/usr/sbin/mariadbd"
+    } else {
+        "mariadbd"
+    }
 }
 
 /// A private MariaDB server on 127.0.0.1:port.
@@ -116,7 +133,7 @@ impl MariaDb {
     pub fn restart(&mut self) {
         assert!(self.child.is_none());
         let log = std::fs::File::create(self.dir.join("err.log")).expect("log");
-        let mut cmd = Command::new("mariadbd");
+        let mut cmd = Command::new(mariadbd());
         cmd.args([
             "--no-defaults".to_string(),
             format!("--datadir={}", self.data.display()),
@@ -145,7 +162,11 @@ impl MariaDb {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("mariadbd on {} did not start: {}", self.port, std::fs::read_to_string(self.dir.join("err.log")).unwrap_or_default());
+        panic!(
+            "mariadbd on {} did not start: {}",
+            self.port,
+            std::fs::read_to_string(self.dir.join("err.log")).unwrap_or_default()
+        );
     }
 
     fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) {
@@ -186,7 +207,11 @@ impl Drop for MariaDb {
 
 /// Reads a server's first packet (greeting or error), or None if nothing answers.
 pub fn greeting(port: u16) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_secs(1)).ok()?;
+    let mut s = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().ok()?,
+        Duration::from_secs(1),
+    )
+    .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut buf = vec![0u8; 256];
     let n = s.read(&mut buf).ok()?;
@@ -223,7 +248,11 @@ impl Router {
         );
         std::fs::write(&conf, text).expect("write conf");
         let mut cmd = Command::new(router_bin());
-        cmd.arg("-c").arg(&conf).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -238,7 +267,11 @@ impl Router {
         // take a round-robin turn.
         for p in ports {
             let line = format!("listening on '127.0.0.1:{p}'");
-            assert!(r.wait_log(&line, Duration::from_secs(10)), "router does not listen on {p}; log:\n{}", r.log_text());
+            assert!(
+                r.wait_log(&line, Duration::from_secs(10)),
+                "router does not listen on {p}; log:\n{}",
+                r.log_text()
+            );
         }
         r
     }
@@ -255,7 +288,10 @@ impl Router {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("router does not listen on {port}; log:\n{}", self.log_text());
+        panic!(
+            "router does not listen on {port}; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -275,7 +311,9 @@ impl Router {
     }
 
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -284,7 +322,10 @@ impl Router {
 
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -307,13 +348,25 @@ impl Drop for Router {
 pub fn cli_port(args: &[&str]) -> Result<u16, String> {
     let out = Command::new("mariadb")
         .args(args)
-        .args(["-u", USER, &format!("-p{PASS}"), "-N", "-B", "--connect-timeout=5", "-e", "SELECT @@port"])
+        .args([
+            "-u",
+            USER,
+            &format!("-p{PASS}"),
+            "-N",
+            "-B",
+            "--connect-timeout=5",
+            "-e",
+            "SELECT @@port",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{e}"))
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("{e}"))
 }
 
 pub fn cli_port_tcp(port: u16) -> Result<u16, String> {
@@ -343,7 +396,10 @@ pub async fn select_port(port: u16) -> Result<u16, mysql_async::Error> {
 /// `SELECT @@port` with the mysql_async client library, from synchronous code.
 /// Errors come back as `<code>: <message>` for server errors.
 pub fn lib_port(port: u16) -> Result<u16, String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(10), select_port(port))
             .await
