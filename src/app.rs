@@ -204,7 +204,15 @@ async fn serve(config: Config, fail: &dyn Fn(String) -> i32) -> (i32, String) {
                 tracing::info!(target: "main", "log file reopened (SIGHUP)");
             }
             _ = signals.usr1.recv() => {
-                tracing::warn!(target: "main", "SIGUSR1 received");
+                let mut total = 0;
+                for r in &routes {
+                    let hosts = r.clear_blocked();
+                    total += hosts.len();
+                    for h in hosts {
+                        tracing::warn!(target: "routing", "[{}] unblocked client host {h} (SIGUSR1)", r.cfg.section);
+                    }
+                }
+                tracing::warn!(target: "main", "SIGUSR1: cleared connection error counters of all routes, {total} blocked host(s) unblocked");
             }
         }
     };

@@ -2,3 +2,4 @@
 //! handshake it watches. Everything else passes through byte for byte.
 
 pub mod errors;
+pub mod handshake;

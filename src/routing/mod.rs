@@ -8,6 +8,8 @@ pub mod connect;
 pub mod listener;
 pub mod policy;
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::config::{RouteConfig, Strategy};
 use crate::protocol::errors;
+use crate::protocol::handshake::{Tracker, Verdict};
 use crate::quarantine::Quarantine;
 use policy::Policy;
 
@@ -36,6 +39,8 @@ pub struct Shared {
 
 pub struct Route {
     pub cfg: RouteConfig,
+    /// Handshake errors per client IP (`max_connect_errors`).
+    connect_errors: std::sync::Mutex<HashMap<IpAddr, u64>>,
     policy: Policy,
     /// `host:port` of each destination, the quarantine keys.
     keys: Vec<String>,
@@ -69,6 +74,7 @@ impl Route {
             shared.quarantine.register(d);
         }
         Arc::new(Route {
+            connect_errors: Default::default(),
             policy: Policy::new(cfg.strategy, keys.len()),
             keys,
             active: AtomicU64::new(0),
@@ -193,7 +199,7 @@ impl Route {
         match r {
             Ok((s, peer)) => {
                 let _ = s.set_nodelay(true);
-                tokio::spawn(async move { self.handle(s, peer.to_string()).await });
+                tokio::spawn(async move { self.handle(s, peer.to_string(), Some(peer.ip())).await });
             }
             Err(e) => self.accept_failed(e).await,
         }
@@ -211,7 +217,7 @@ impl Route {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default();
-                tokio::spawn(async move { self.handle(s, peer).await });
+                tokio::spawn(async move { self.handle(s, peer, None).await });
             }
             Err(e) => self.accept_failed(e).await,
         }
@@ -266,12 +272,21 @@ impl Route {
         Ok(Permit { route: self })
     }
 
-    async fn handle<S>(self: Arc<Self>, mut client: S, peer: String)
+    async fn handle<S>(self: Arc<Self>, mut client: S, peer: String, ip: Option<IpAddr>)
     where
         S: AsyncRead + AsyncWrite + Unpin + AsRawFd,
     {
         let fd = client.as_raw_fd();
         let sec = &self.cfg.section;
+        if ip.is_some_and(|ip| self.is_blocked(ip)) {
+            let frame = errors::accept_error(
+                self.cfg.protocol,
+                errors::ER_HOST_IS_BLOCKED,
+                "HY000",
+                &format!("Too many connection errors from {peer}"),
+            );
+            return refuse(client, &frame).await;
+        }
         let _permit = match self.admit() {
             Ok(p) => p,
             Err(frame) => return refuse(client, &frame).await,
@@ -291,11 +306,12 @@ impl Route {
 
         let mut close_all = self.shared.close_all.clone();
         let result = tokio::select! {
-            r = crate::relay::relay(&mut client, &mut server, self.cfg.net_buffer_length) => Some(r),
+            r = self.serve_client(&mut client, &mut server, &peer, ip) => Some(r),
             _ = close_all.wait_for(|c| *c) => None,
         };
         match result {
-            Some(Ok(c)) => tracing::debug!(
+            Some(Ok(None)) => {}
+            Some(Ok(Some(c))) => tracing::debug!(
                 target: "routing",
                 "[{sec}] fd={fd} {peer} -> {addr}: connection closed (up: {}b; down: {}b)",
                 c.up,
@@ -311,6 +327,118 @@ impl Route {
                 "[{sec}] fd={fd} {peer} -> {addr}: connection closed by shutdown"
             ),
         }
+    }
+
+    /// Handshake (watched, counted) then plain relay. `Ok(None)`: the handshake failed
+    /// and has been dealt with.
+    async fn serve_client<C, S>(
+        &self,
+        client: &mut C,
+        server: &mut S,
+        peer: &str,
+        ip: Option<IpAddr>,
+    ) -> std::io::Result<Option<crate::relay::Counts>>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let sec = &self.cfg.section;
+        let mut tracker = Tracker::new(self.cfg.protocol);
+        let mut counts = crate::relay::Counts::default();
+        let outcome = tokio::time::timeout(
+            self.cfg.client_connect_timeout,
+            watch_handshake(client, server, &mut tracker, &mut counts),
+        )
+        .await;
+        let failure = match outcome {
+            Ok(Ok(HandshakeEnd::Complete)) => {
+                if let Some(ip) = ip {
+                    self.reset_errors(ip);
+                }
+                let rest = crate::relay::relay(client, server, self.cfg.net_buffer_length).await?;
+                counts.up += rest.up;
+                counts.down += rest.down;
+                return Ok(Some(counts));
+            }
+            Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(Some(counts)),
+            Ok(Ok(HandshakeEnd::Bad)) => {
+                let frame = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
+                if self.cfg.protocol == crate::config::Protocol::Classic {
+                    let _ = client.write_all(&frame).await;
+                    let _ = client.shutdown().await;
+                }
+                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
+                true
+            }
+            Ok(Ok(HandshakeEnd::ClientClosed)) | Ok(Err(_)) => {
+                if tracker.client_sent() {
+                    tracing::info!(target: "routing", "[{sec}] {peer} closed connection before finishing handshake");
+                }
+                tracker.client_sent()
+            }
+            Err(_) => {
+                tracing::info!(
+                    target: "routing",
+                    "[{sec}] {peer} did not finish the handshake within client_connect_timeout ({}s)",
+                    self.cfg.client_connect_timeout.as_secs()
+                );
+                true
+            }
+        };
+        if failure {
+            if let Some(ip) = ip {
+                self.count_error(ip, peer);
+            }
+        }
+        Ok(None)
+    }
+
+    fn errors_map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u64>> {
+        self.connect_errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.errors_map().get(&ip).is_some_and(|n| *n >= self.cfg.max_connect_errors)
+    }
+
+    fn reset_errors(&self, ip: IpAddr) {
+        let mut m = self.errors_map();
+        if m.get(&ip).is_some_and(|n| *n < self.cfg.max_connect_errors) {
+            m.remove(&ip);
+        }
+    }
+
+    fn count_error(&self, ip: IpAddr, peer: &str) {
+        let sec = &self.cfg.section;
+        let n = {
+            let mut m = self.errors_map();
+            let n = m.entry(ip).or_insert(0);
+            *n += 1;
+            *n
+        };
+        tracing::info!(target: "routing", "[{sec}] incrementing error counter for host of {peer} (now {n})");
+        if n == self.cfg.max_connect_errors {
+            tracing::warn!(target: "routing", "[{sec}] blocking client host for {peer}");
+        }
+    }
+
+    /// Blocked client IPs of this route.
+    pub fn blocked_hosts(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .errors_map()
+            .iter()
+            .filter(|(_, n)| **n >= self.cfg.max_connect_errors)
+            .map(|(ip, _)| *ip)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Forgets all handshake errors (SIGUSR1); returns the hosts that were blocked.
+    pub fn clear_blocked(&self) -> Vec<IpAddr> {
+        let blocked = self.blocked_hosts();
+        self.errors_map().clear();
+        blocked
     }
 
     /// Tries the destinations in the policy's order. `None` when none connected (the
@@ -355,6 +483,60 @@ impl Route {
             attempts.join(", ")
         );
         None
+    }
+}
+
+enum HandshakeEnd {
+    Complete,
+    Bad,
+    ClientClosed,
+    ServerClosed,
+}
+
+/// Forwards bytes both ways, unchanged, while the tracker follows the handshake.
+async fn watch_handshake<C, S>(
+    client: &mut C,
+    server: &mut S,
+    tracker: &mut Tracker,
+    counts: &mut crate::relay::Counts,
+) -> std::io::Result<HandshakeEnd>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Handshake packets are small; the buffers live only during the handshake.
+    let mut cbuf = [0u8; 2048];
+    let mut sbuf = [0u8; 2048];
+    loop {
+        tokio::select! {
+            r = client.read(&mut cbuf) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(HandshakeEnd::ClientClosed);
+                }
+                let v = tracker.on_client(&cbuf[..n]);
+                if v == Verdict::Bad {
+                    return Ok(HandshakeEnd::Bad);
+                }
+                server.write_all(&cbuf[..n]).await?;
+                counts.up += n as u64;
+                if v == Verdict::Complete {
+                    return Ok(HandshakeEnd::Complete);
+                }
+            }
+            r = server.read(&mut sbuf) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(HandshakeEnd::ServerClosed);
+                }
+                let v = tracker.on_server(&sbuf[..n]);
+                client.write_all(&sbuf[..n]).await?;
+                counts.down += n as u64;
+                if v == Verdict::Complete {
+                    return Ok(HandshakeEnd::Complete);
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,334 @@
+//! Watching a classic-protocol handshake pass through, to tell "completed" from
+//! "failed" for `max_connect_errors`. Pure: fed with the bytes each side sent, in
+//! order; it never changes them.
+//!
+//! The rule implemented (documented in the README):
+//! * The server speaks first. If its first packet is an ERR (e.g. its own 1040), the
+//!   handshake is over and it is *not* the client's fault.
+//! * The client's first packet must be a HandshakeResponse41 or an SSLRequest: sequence
+//!   id 1, at least 32 bytes of payload, `CLIENT_PROTOCOL_41` set. Anything else is a
+//!   bad handshake (the router answers 1043 `Bad handshake`).
+//! * After a HandshakeResponse, auth-switch (`0xFE`) and more-data (`0x01`) exchanges
+//!   may follow in both directions; the server's OK (`0x00`) or ERR (`0xFF`) completes
+//!   the handshake (a wrong password is the server's verdict, not a protocol error).
+//! * After an SSLRequest, TLS starts and packets are no longer visible: the handshake
+//!   counts as completed once both sides have sent TLS bytes.
+//!
+//! For `protocol = x` the client speaks first; the handshake counts as completed
+//! when the server has answered the client's first bytes.
+
+use crate::config::Protocol;
+
+const CLIENT_PROTOCOL_41: u32 = 0x0200;
+const CLIENT_SSL: u32 = 0x0800;
+/// HandshakeResponse41 fixed part: caps(4) + max packet(4) + charset(1) + filler(23).
+const MIN_RESPONSE: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    Complete,
+    /// The client sent something that is not a handshake.
+    Bad,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Greeting,
+    ClientResponse,
+    AuthResult,
+    /// After SSLRequest: (client sent TLS bytes, server sent TLS bytes).
+    Tls(bool, bool),
+    /// X protocol: client bytes seen?
+    X(bool),
+    Done(Verdict),
+}
+
+/// Splits one direction's bytes into packets and keeps the first payload bytes of
+/// the current packet.
+#[derive(Debug, Default, Clone)]
+struct Framer {
+    hdr: [u8; 4],
+    hdr_len: usize,
+    remaining: usize,
+    len: usize,
+    prefix: [u8; 4],
+    prefix_len: usize,
+}
+
+/// A packet whose header and first payload bytes are known.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    len: usize,
+    seq: u8,
+    prefix: [u8; 4],
+    prefix_len: usize,
+}
+
+impl Framer {
+    /// Feeds bytes; calls `f` once per packet, as soon as `min(4, len)` payload bytes
+    /// are known. Stops early when `f` returns false.
+    fn feed(&mut self, mut data: &[u8], mut f: impl FnMut(Head) -> bool) {
+        while !data.is_empty() {
+            if self.hdr_len < 4 {
+                let take = (4 - self.hdr_len).min(data.len());
+                self.hdr[self.hdr_len..self.hdr_len + take].copy_from_slice(&data[..take]);
+                self.hdr_len += take;
+                data = &data[take..];
+                if self.hdr_len < 4 {
+                    return;
+                }
+                self.len = u32::from_le_bytes([self.hdr[0], self.hdr[1], self.hdr[2], 0]) as usize;
+                self.remaining = self.len;
+                self.prefix_len = 0;
+                if self.len == 0 && !self.emit(&mut f) {
+                    return;
+                }
+                if self.len == 0 {
+                    self.hdr_len = 0;
+                    continue;
+                }
+            }
+            let take = self.remaining.min(data.len());
+            let want = self.len.min(4);
+            let mut stop = false;
+            if self.prefix_len < want {
+                let p = (want - self.prefix_len).min(take);
+                self.prefix[self.prefix_len..self.prefix_len + p].copy_from_slice(&data[..p]);
+                self.prefix_len += p;
+                stop = self.prefix_len == want && !self.emit(&mut f);
+            }
+            self.remaining -= take;
+            data = &data[take..];
+            if self.remaining == 0 {
+                self.hdr_len = 0;
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn emit(&self, f: &mut impl FnMut(Head) -> bool) -> bool {
+        f(Head {
+            len: self.len,
+            seq: self.hdr[3],
+            prefix: self.prefix,
+            prefix_len: self.prefix_len,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    state: State,
+    client: Framer,
+    server: Framer,
+    client_bytes: u64,
+}
+
+impl Tracker {
+    pub fn new(protocol: Protocol) -> Self {
+        Tracker {
+            state: match protocol {
+                Protocol::Classic => State::Greeting,
+                Protocol::X => State::X(false),
+            },
+            client: Framer::default(),
+            server: Framer::default(),
+            client_bytes: 0,
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        match self.state {
+            State::Done(v) => v,
+            _ => Verdict::Continue,
+        }
+    }
+
+    /// Whether the client has sent anything (a client that sent nothing and left is
+    /// not counted as a connection error).
+    pub fn client_sent(&self) -> bool {
+        self.client_bytes > 0
+    }
+
+    pub fn on_server(&mut self, data: &[u8]) -> Verdict {
+        match self.state {
+            State::Tls(c, _) => {
+                self.state = if c { State::Done(Verdict::Complete) } else { State::Tls(c, true) };
+            }
+            State::X(true) => self.state = State::Done(Verdict::Complete),
+            State::X(false) | State::Done(_) => {}
+            _ => {
+                let mut state = self.state;
+                self.server.feed(data, |h| {
+                    let first = h.prefix.first().copied().filter(|_| h.prefix_len > 0);
+                    state = match (state, first) {
+                        (State::Greeting, Some(0xff)) => State::Done(Verdict::Complete),
+                        (State::Greeting, _) => State::ClientResponse,
+                        (State::AuthResult, Some(0x00)) | (State::AuthResult, Some(0xff)) => {
+                            State::Done(Verdict::Complete)
+                        }
+                        (s, _) => s,
+                    };
+                    !matches!(state, State::Done(_))
+                });
+                self.state = state;
+            }
+        }
+        self.verdict()
+    }
+
+    pub fn on_client(&mut self, data: &[u8]) -> Verdict {
+        self.client_bytes += data.len() as u64;
+        match self.state {
+            State::Tls(_, s) => {
+                self.state = if s { State::Done(Verdict::Complete) } else { State::Tls(true, s) };
+            }
+            State::X(_) => self.state = State::X(true),
+            State::Done(_) => {}
+            // Bytes before the greeting are not a handshake.
+            State::Greeting => self.state = State::Done(Verdict::Bad),
+            _ => {
+                let mut state = self.state;
+                let mut pending_tls = false;
+                self.client.feed(data, |h| {
+                    if state == State::ClientResponse {
+                        let caps = u32::from_le_bytes(h.prefix);
+                        let ok = h.seq == 1
+                            && h.len >= MIN_RESPONSE
+                            && h.prefix_len == 4
+                            && caps & CLIENT_PROTOCOL_41 != 0;
+                        state = if !ok {
+                            State::Done(Verdict::Bad)
+                        } else if caps & CLIENT_SSL != 0 && h.len == MIN_RESPONSE {
+                            pending_tls = true;
+                            State::Tls(false, false)
+                        } else {
+                            State::AuthResult
+                        };
+                        return false;
+                    }
+                    true
+                });
+                // TLS bytes may follow the SSLRequest in the same read.
+                if pending_tls {
+                    let consumed = 4 + MIN_RESPONSE;
+                    if data.len() > consumed {
+                        state = State::Tls(true, false);
+                    }
+                }
+                self.state = state;
+            }
+        }
+        self.verdict()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        p.push(seq);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn response(caps: u32, extra: usize) -> Vec<u8> {
+        let mut p = caps.to_le_bytes().to_vec();
+        p.extend_from_slice(&[0; 28]);
+        p.extend(std::iter::repeat_n(b'x', extra));
+        packet(1, &p)
+    }
+
+    const GREETING: &[u8] = b"\x0a5.5.5-10.11.6-MariaDB\0";
+
+    #[test]
+    fn native_password_ok() {
+        let mut t = Tracker::new(Protocol::Classic);
+        assert_eq!(t.on_server(&packet(0, GREETING)), Verdict::Continue);
+        assert_eq!(t.on_client(&response(0x0200 | 0x8000, 20)), Verdict::Continue);
+        assert_eq!(t.on_server(&packet(2, &[0, 0, 0, 2, 0, 0, 0])), Verdict::Complete);
+    }
+
+    #[test]
+    fn auth_switch_and_more_data_then_err() {
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&packet(0, GREETING));
+        t.on_client(&response(0x0200, 10));
+        assert_eq!(t.on_server(&packet(2, b"\xfemysql_native_password\0abc")), Verdict::Continue);
+        assert_eq!(t.on_client(&packet(3, &[1; 20])), Verdict::Continue);
+        assert_eq!(t.on_server(&packet(4, &[0x01, 0x04])), Verdict::Continue);
+        assert_eq!(t.on_client(&packet(5, b"secret\0")), Verdict::Continue);
+        assert_eq!(t.on_server(&packet(6, b"\xff\x15\x04#28000Access denied")), Verdict::Complete);
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let mut t = Tracker::new(Protocol::Classic);
+        for b in packet(0, GREETING) {
+            t.on_server(&[b]);
+        }
+        for b in response(0x0200, 5) {
+            assert_eq!(t.on_client(&[b]), Verdict::Continue);
+        }
+        let ok = packet(2, &[0, 0, 0]);
+        let (last, head) = ok.split_last().unwrap();
+        for b in head {
+            assert_eq!(t.on_server(&[*b]), Verdict::Continue);
+        }
+        assert_eq!(t.on_server(&[*last]), Verdict::Complete);
+    }
+
+    #[test]
+    fn garbage_and_short_packets_are_bad() {
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&packet(0, GREETING));
+        assert_eq!(t.on_client(b"\x08\x00\x00\x01garbage!"), Verdict::Bad);
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&packet(0, GREETING));
+        assert_eq!(t.on_client(&response(0, 0)), Verdict::Bad, "no CLIENT_PROTOCOL_41");
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&packet(0, GREETING));
+        let mut r = response(0x0200, 0);
+        r[3] = 7;
+        assert_eq!(t.on_client(&r), Verdict::Bad, "wrong sequence id");
+        let mut t = Tracker::new(Protocol::Classic);
+        assert_eq!(t.on_client(b"GET / HTTP/1.0\r\n"), Verdict::Bad, "before greeting");
+    }
+
+    #[test]
+    fn partial_response_is_not_complete() {
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&packet(0, GREETING));
+        let r = response(0x0200, 10);
+        assert_eq!(t.on_client(&r[..10]), Verdict::Continue);
+        assert!(t.client_sent());
+    }
+
+    #[test]
+    fn server_error_greeting_completes() {
+        let mut t = Tracker::new(Protocol::Classic);
+        assert_eq!(t.on_server(&packet(0, b"\xff\x10\x04Too many connections")), Verdict::Complete);
+    }
+
+    #[test]
+    fn tls_completes_when_both_sides_talk() {
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&packet(0, GREETING));
+        assert_eq!(t.on_client(&response(0x0200 | 0x0800, 0)), Verdict::Continue);
+        assert_eq!(t.on_client(b"\x16\x03\x01\x02\x00"), Verdict::Continue);
+        assert_eq!(t.on_server(b"\x16\x03\x03\x00\x7a"), Verdict::Complete);
+    }
+
+    #[test]
+    fn x_protocol() {
+        let mut t = Tracker::new(Protocol::X);
+        assert_eq!(t.on_server(b"x"), Verdict::Continue);
+        assert_eq!(t.on_client(b"\x01\x00\x00\x00\x01"), Verdict::Continue);
+        assert_eq!(t.on_server(b"\x05\x00\x00\x00\x02"), Verdict::Complete);
+    }
+}
