@@ -165,12 +165,14 @@ pub fn validate(store: &Store, default: &DefaultConfig) -> Result<LoggerConfig, 
                 SinkKind::File(PathBuf::from(&folder).join(&filename))
             }
             "syslog" => SinkKind::Syslog,
-            other => return Err(ConfigError::UnknownSection(
-                other.to_string(),
-                format!(
+            other => {
+                return Err(ConfigError::UnknownSection(
+                    other.to_string(),
+                    format!(
                     "'{other}' is not a known log sink (valid are consolelog, filelog and syslog)"
                 ),
-            )),
+                ))
+            }
         };
         sinks.push(SinkConfig {
             kind,

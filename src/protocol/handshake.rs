@@ -156,7 +156,11 @@ impl Tracker {
     pub fn on_server(&mut self, data: &[u8]) -> Verdict {
         match self.state {
             State::Tls(c, _) => {
-                self.state = if c { State::Done(Verdict::Complete) } else { State::Tls(c, true) };
+                self.state = if c {
+                    State::Done(Verdict::Complete)
+                } else {
+                    State::Tls(c, true)
+                };
             }
             State::X(true) => self.state = State::Done(Verdict::Complete),
             State::X(false) | State::Done(_) => {}
@@ -184,7 +188,11 @@ impl Tracker {
         self.client_bytes += data.len() as u64;
         match self.state {
             State::Tls(_, s) => {
-                self.state = if s { State::Done(Verdict::Complete) } else { State::Tls(true, s) };
+                self.state = if s {
+                    State::Done(Verdict::Complete)
+                } else {
+                    State::Tls(true, s)
+                };
             }
             State::X(_) => self.state = State::X(true),
             State::Done(_) => {}
@@ -250,8 +258,14 @@ mod tests {
     fn native_password_ok() {
         let mut t = Tracker::new(Protocol::Classic);
         assert_eq!(t.on_server(&packet(0, GREETING)), Verdict::Continue);
-        assert_eq!(t.on_client(&response(0x0200 | 0x8000, 20)), Verdict::Continue);
-        assert_eq!(t.on_server(&packet(2, &[0, 0, 0, 2, 0, 0, 0])), Verdict::Complete);
+        assert_eq!(
+            t.on_client(&response(0x0200 | 0x8000, 20)),
+            Verdict::Continue
+        );
+        assert_eq!(
+            t.on_server(&packet(2, &[0, 0, 0, 2, 0, 0, 0])),
+            Verdict::Complete
+        );
     }
 
     #[test]
@@ -259,11 +273,17 @@ mod tests {
         let mut t = Tracker::new(Protocol::Classic);
         t.on_server(&packet(0, GREETING));
         t.on_client(&response(0x0200, 10));
-        assert_eq!(t.on_server(&packet(2, b"\xfemysql_native_password\0abc")), Verdict::Continue);
+        assert_eq!(
+            t.on_server(&packet(2, b"\xfemysql_native_password\0abc")),
+            Verdict::Continue
+        );
         assert_eq!(t.on_client(&packet(3, &[1; 20])), Verdict::Continue);
         assert_eq!(t.on_server(&packet(4, &[0x01, 0x04])), Verdict::Continue);
         assert_eq!(t.on_client(&packet(5, b"secret\0")), Verdict::Continue);
-        assert_eq!(t.on_server(&packet(6, b"\xff\x15\x04#28000Access denied")), Verdict::Complete);
+        assert_eq!(
+            t.on_server(&packet(6, b"\xff\x15\x04#28000Access denied")),
+            Verdict::Complete
+        );
     }
 
     #[test]
@@ -290,14 +310,22 @@ mod tests {
         assert_eq!(t.on_client(b"\x08\x00\x00\x01garbage!"), Verdict::Bad);
         let mut t = Tracker::new(Protocol::Classic);
         t.on_server(&packet(0, GREETING));
-        assert_eq!(t.on_client(&response(0, 0)), Verdict::Bad, "no CLIENT_PROTOCOL_41");
+        assert_eq!(
+            t.on_client(&response(0, 0)),
+            Verdict::Bad,
+            "no CLIENT_PROTOCOL_41"
+        );
         let mut t = Tracker::new(Protocol::Classic);
         t.on_server(&packet(0, GREETING));
         let mut r = response(0x0200, 0);
         r[3] = 7;
         assert_eq!(t.on_client(&r), Verdict::Bad, "wrong sequence id");
         let mut t = Tracker::new(Protocol::Classic);
-        assert_eq!(t.on_client(b"GET / HTTP/1.0\r\n"), Verdict::Bad, "before greeting");
+        assert_eq!(
+            t.on_client(b"GET / HTTP/1.0\r\n"),
+            Verdict::Bad,
+            "before greeting"
+        );
     }
 
     #[test]
@@ -312,14 +340,20 @@ mod tests {
     #[test]
     fn server_error_greeting_completes() {
         let mut t = Tracker::new(Protocol::Classic);
-        assert_eq!(t.on_server(&packet(0, b"\xff\x10\x04Too many connections")), Verdict::Complete);
+        assert_eq!(
+            t.on_server(&packet(0, b"\xff\x10\x04Too many connections")),
+            Verdict::Complete
+        );
     }
 
     #[test]
     fn tls_completes_when_both_sides_talk() {
         let mut t = Tracker::new(Protocol::Classic);
         t.on_server(&packet(0, GREETING));
-        assert_eq!(t.on_client(&response(0x0200 | 0x0800, 0)), Verdict::Continue);
+        assert_eq!(
+            t.on_client(&response(0x0200 | 0x0800, 0)),
+            Verdict::Continue
+        );
         assert_eq!(t.on_client(b"\x16\x03\x01\x02\x00"), Verdict::Continue);
         assert_eq!(t.on_server(b"\x16\x03\x03\x00\x7a"), Verdict::Complete);
     }

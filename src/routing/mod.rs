@@ -199,7 +199,9 @@ impl Route {
         match r {
             Ok((s, peer)) => {
                 let _ = s.set_nodelay(true);
-                tokio::spawn(async move { self.handle(s, peer.to_string(), Some(peer.ip())).await });
+                tokio::spawn(
+                    async move { self.handle(s, peer.to_string(), Some(peer.ip())).await },
+                );
             }
             Err(e) => self.accept_failed(e).await,
         }
@@ -287,7 +289,7 @@ impl Route {
             );
             return refuse(client, &frame).await;
         }
-        let _permit = match self.admit() {
+        let permit = match self.admit() {
             Ok(p) => p,
             Err(frame) => return refuse(client, &frame).await,
         };
@@ -300,6 +302,8 @@ impl Route {
                 "HY000",
                 errors::MSG_NO_DESTINATION,
             );
+            // The slot is not needed while the client reads its error.
+            drop(permit);
             return refuse(client, &frame).await;
         };
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
@@ -327,6 +331,7 @@ impl Route {
                 "[{sec}] fd={fd} {peer} -> {addr}: connection closed by shutdown"
             ),
         }
+        drop(permit);
     }
 
     /// Handshake (watched, counted) then plain relay. `Ok(None)`: the handshake failed
@@ -394,11 +399,15 @@ impl Route {
     }
 
     fn errors_map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u64>> {
-        self.connect_errors.lock().unwrap_or_else(|p| p.into_inner())
+        self.connect_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn is_blocked(&self, ip: IpAddr) -> bool {
-        self.errors_map().get(&ip).is_some_and(|n| *n >= self.cfg.max_connect_errors)
+        self.errors_map()
+            .get(&ip)
+            .is_some_and(|n| *n >= self.cfg.max_connect_errors)
     }
 
     fn reset_errors(&self, ip: IpAddr) {

@@ -241,7 +241,7 @@ impl Router {
         let dir = tmp_dir("router");
         let conf = dir.join("mysqlrouter.conf");
         let text = format!(
-            "[DEFAULT]\nlogging_folder = {}\nruntime_folder = {}\n{}\n[logger]\nlevel = {level}\n\n{body}\n",
+            "[DEFAULT]\nlogging_folder = {}\nruntime_folder = {}\n{}\n[logger]\nlevel = {level}\ntimestamp_precision = ms\n\n{body}\n",
             dir.display(),
             dir.display(),
             if body.contains("max_total_connections") { "" } else { "max_total_connections = 4000" }

@@ -1,0 +1,391 @@
+//! Client admission against real servers: connection limits (1040), blocked hosts
+//! (1129), bad handshakes (1043), the handshake timeout, and SIGUSR1 unblocking.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn route(name: &str, port: u16, s: &MariaDb, extra: &str) -> String {
+    format!(
+        "[routing:{name}]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = round-robin\n{extra}\n",
+        s.addr()
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(port: u16) -> Result<mysql_async::Conn, String> {
+    match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts(port))).await {
+        Err(_) => Err("timeout".into()),
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(mysql_async::Error::Server(e))) => Err(format!("{}: {}", e.code, e.message)),
+        Ok(Err(e)) => Err(e.to_string()),
+    }
+}
+
+/// Opens `n` connections and holds them; all must succeed. Clients that just left may
+/// still be closing inside the router for a few milliseconds, so a 1040 is retried
+/// for up to 3 s.
+async fn full_quota(port: u16, n: usize) -> Vec<mysql_async::Conn> {
+    let mut v = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while v.len() < n {
+        match connect(port).await {
+            Ok(c) => v.push(c),
+            Err(e) if e.starts_with("1040") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("client {} of a full quota of {n}: {e}", v.len()),
+        }
+    }
+    v
+}
+
+/// A greeting read from a raw socket, then `send`, then everything until EOF.
+fn after_greeting(port: u16, send: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut g = vec![0u8; 512];
+    let n = s.read(&mut g).unwrap();
+    g.truncate(n);
+    s.write_all(send).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    (g, rest)
+}
+
+/// The first 32+ bytes of a HandshakeResponse41 (CLIENT_PROTOCOL_41), cut short.
+fn partial_response() -> Vec<u8> {
+    let mut p = vec![0x40, 0, 0, 1];
+    p.extend_from_slice(&0x0000_a28du32.to_le_bytes());
+    p.extend_from_slice(&[0; 10]);
+    p
+}
+
+const BAD_HANDSHAKE: &[u8] = b"\x10\x00\x00\x02\xff\x13\x04Bad handshake";
+
+#[test]
+fn route_limit_1040_and_release_on_every_path() {
+    let mut s1 = MariaDb::start();
+    let port = free_port();
+    // first-available keeps listening while its server is down (path 5 below).
+    let body = route(
+        "lim",
+        port,
+        &s1,
+        "max_connections = 3\nclient_connect_timeout = 2\nmax_connect_errors = 1000",
+    )
+    .replace("round-robin", "first-available");
+    let r = Router::start(&body, &[port]);
+    let rt = rt();
+    rt.block_on(async {
+        let held = full_quota(port, 3).await;
+        assert_eq!(
+            connect(port).await.unwrap_err(),
+            "1040: Too many connections to MySQL Router"
+        );
+        assert!(r
+            .log_text()
+            .contains("[routing:lim] reached max active connections for route (3 max=3)"));
+        // Path 1: clients close normally.
+        for c in held {
+            c.disconnect().await.unwrap();
+        }
+        let mut held = full_quota(port, 3).await;
+        // Path 2: the server closes (KILL from another session).
+        use mysql_async::prelude::Queryable;
+        let ids: Vec<u32> = held.iter().map(|c| c.id()).collect();
+        let mut admin = mysql_async::Conn::new(opts(s1.port)).await.unwrap();
+        for id in ids {
+            admin.query_drop(format!("KILL {id}")).await.unwrap();
+        }
+        for c in held.iter_mut() {
+            let _ = c.query_drop("SELECT 1").await;
+        }
+        drop(held);
+        // mysql_async closes dropped connections in the background.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    // Path 3: error (garbage handshake) and path 4: timeout (silent client).
+    for _ in 0..3 {
+        let (_, rest) = after_greeting(port, b"\x08\x00\x00\x01garbage!");
+        assert_eq!(rest, BAD_HANDSHAKE);
+    }
+    let silent: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        assert!(
+            t.elapsed() < Duration::from_secs(6),
+            "silent client kept for {:?}",
+            t.elapsed()
+        );
+    }
+    // Path 5: connect failure (the server is down).
+    s1.stop();
+    for _ in 0..3 {
+        assert!(lib_port(port).unwrap_err().starts_with("2003"));
+    }
+    s1.restart();
+    std::thread::sleep(Duration::from_millis(2500));
+    rt.block_on(async {
+        let held = full_quota(port, 3).await;
+        assert_eq!(
+            connect(port).await.unwrap_err(),
+            "1040: Too many connections to MySQL Router"
+        );
+        drop(held);
+    });
+}
+
+#[test]
+fn total_limit_across_routes() {
+    let s1 = MariaDb::start();
+    let (a, b) = (free_port(), free_port());
+    let body = format!(
+        "[DEFAULT]\nmax_total_connections = 2\n{}{}",
+        route("a", a, &s1, ""),
+        route("b", b, &s1, "")
+    );
+    // The harness's own [DEFAULT] comes first; this one is merged into it.
+    let r = Router::start(&body, &[a, b]);
+    rt().block_on(async {
+        let _c1 = connect(a).await.unwrap();
+        let _c2 = connect(b).await.unwrap();
+        assert_eq!(
+            connect(b).await.unwrap_err(),
+            "1040: Too many connections to MySQL Router"
+        );
+    });
+    assert!(
+        r.log_text().contains(
+            "[routing:b] Total connections count=2 exceeds [DEFAULT].max_total_connections=2"
+        ),
+        "{}",
+        r.log_text()
+    );
+}
+
+#[test]
+fn blocked_host_1129_per_route_and_sigusr1() {
+    let s1 = MariaDb::start();
+    let (a, b) = (free_port(), free_port());
+    let body = route("A", a, &s1, "max_connect_errors = 3")
+        + &route("B", b, &s1, "max_connect_errors = 3");
+    let r = Router::start(&body, &[a, b]);
+    // A client that connects and leaves without a byte is not counted.
+    for _ in 0..5 {
+        drop(TcpStream::connect(("127.0.0.1", a)).unwrap());
+    }
+    assert_eq!(lib_port(a).unwrap(), s1.port);
+    // Garbage, truncated and garbage again: three errors.
+    let (greet, rest) = after_greeting(a, b"\x08\x00\x00\x01garbage!");
+    assert_eq!(greet[4], 0x0a, "the server's greeting is forwarded first");
+    assert_eq!(rest, BAD_HANDSHAKE);
+    {
+        // Part of a HandshakeResponse, then the client goes away.
+        let mut t = TcpStream::connect(("127.0.0.1", a)).unwrap();
+        let mut g = [0u8; 512];
+        let _ = t.read(&mut g).unwrap();
+        t.write_all(&partial_response()).unwrap();
+    }
+    assert!(
+        r.wait_log(
+            "closed connection before finishing handshake",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        r.log_text()
+    );
+    let (_, rest) = after_greeting(a, b"\x05\x00\x00\x01hello");
+    assert_eq!(rest, BAD_HANDSHAKE);
+    assert!(
+        r.wait_log(
+            "[routing:A] blocking client host for 127.0.0.1:",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        r.log_text()
+    );
+    assert!(r
+        .log_text()
+        .contains("[routing:A] incrementing error counter for host of 127.0.0.1:"));
+
+    // Blocked on A, as a client library reports it, with the client's ip:port.
+    let e = lib_port(a).unwrap_err();
+    assert!(
+        e.starts_with("1129: Too many connection errors from 127.0.0.1:"),
+        "{e}"
+    );
+    let raw = raw_exchange(a, b"", Duration::from_secs(5));
+    assert_eq!(&raw[3..7], &[0, 0xff, 0x69, 0x04]);
+    assert!(String::from_utf8_lossy(&raw[7..])
+        .starts_with("Too many connection errors from 127.0.0.1:"));
+    // A successful handshake does not unblock; route B is independent.
+    assert!(lib_port(a).is_err());
+    assert_eq!(lib_port(b).unwrap(), s1.port);
+
+    // SIGUSR1 unblocks without a restart.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(r.pid()),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    assert!(
+        r.wait_log(
+            "unblocked client host 127.0.0.1 (SIGUSR1)",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        r.log_text()
+    );
+    assert_eq!(lib_port(a).unwrap(), s1.port);
+}
+
+#[test]
+fn successful_handshake_resets_the_counter() {
+    let s1 = MariaDb::start();
+    let a = free_port();
+    let _r = Router::start(&route("A", a, &s1, "max_connect_errors = 2"), &[a]);
+    for _ in 0..5 {
+        let (_, rest) = after_greeting(a, b"\x08\x00\x00\x01garbage!");
+        assert_eq!(rest, BAD_HANDSHAKE);
+        assert_eq!(
+            lib_port(a).unwrap(),
+            s1.port,
+            "one error, then reset by a good client"
+        );
+    }
+}
+
+#[test]
+fn slowloris_does_not_keep_a_slot() {
+    let s1 = MariaDb::start();
+    let a = free_port();
+    let _r = Router::start(
+        &route(
+            "A",
+            a,
+            &s1,
+            "max_connections = 1\nclient_connect_timeout = 2\nmax_connect_errors = 100",
+        ),
+        &[a],
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", a)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(900)))
+        .unwrap();
+    let t = Instant::now();
+    let resp = partial_response();
+    let mut closed = false;
+    let mut buf = [0u8; 512];
+    for b in resp.iter().cycle().take(30) {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "slowloris client was not disconnected");
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "kept for {:?}",
+        t.elapsed()
+    );
+    // The single slot is free again.
+    assert_eq!(lib_port(a).unwrap(), s1.port);
+}
+
+#[test]
+fn unix_socket_clients_are_never_blocked() {
+    let s1 = MariaDb::start();
+    let dir = tmp_dir("usock");
+    let sock = dir.join("r.sock");
+    let body = format!(
+        "[routing:u]\nsocket = {}\ndestinations = {}\nrouting_strategy = round-robin\nmax_connect_errors = 1\n",
+        sock.display(),
+        s1.addr()
+    );
+    let r = Router::start(&body, &[]);
+    assert!(r.wait_log("Start accepting connections", Duration::from_secs(5)));
+    for _ in 0..3 {
+        let mut u = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut g = [0u8; 512];
+        let _ = u.read(&mut g).unwrap();
+        u.write_all(b"\x08\x00\x00\x01garbage!").unwrap();
+        let mut rest = Vec::new();
+        let _ = u.read_to_end(&mut rest);
+        assert_eq!(rest, BAD_HANDSHAKE);
+    }
+    assert_eq!(
+        cli_port(&["-S", path_str(&sock), "--protocol=SOCKET"]).unwrap(),
+        s1.port
+    );
+}
+
+/// 1,000 clients against `max_connections = 100`: each gets in or gets 1040, nobody
+/// hangs, and afterwards the route serves a full quota.
+#[test]
+fn over_limit_storm() {
+    raise_fd_limit();
+    let s1 = MariaDb::start();
+    let a = free_port();
+    let _r = Router::start(&route("storm", a, &s1, "max_connections = 100"), &[a]);
+    rt().block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..1000 {
+            tasks.push(tokio::spawn(async move {
+                match connect(a).await {
+                    Ok(c) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let _ = c.disconnect().await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }));
+        }
+        let (mut ok, mut limited, mut other) = (0, 0, Vec::new());
+        for t in tasks {
+            match tokio::time::timeout(Duration::from_secs(60), t).await {
+                Ok(Ok(Ok(()))) => ok += 1,
+                Ok(Ok(Err(e))) if e == "1040: Too many connections to MySQL Router" => limited += 1,
+                other_r => other.push(format!("{other_r:?}")),
+            }
+        }
+        assert!(
+            other.is_empty(),
+            "{} unexpected outcomes: {:?}",
+            other.len(),
+            &other[..other.len().min(3)]
+        );
+        assert!(ok >= 100 && limited > 0, "ok {ok}, limited {limited}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let held = full_quota(a, 100).await;
+        assert_eq!(
+            connect(a).await.unwrap_err(),
+            "1040: Too many connections to MySQL Router"
+        );
+        drop(held);
+    });
+}
