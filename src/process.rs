@@ -120,7 +120,12 @@ pub fn switch_user(name: &str) -> Result<(), String> {
 /// Sends a systemd notification when `NOTIFY_SOCKET` is set; silently nothing otherwise.
 pub fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        tracing::debug!(target: "main", "NOTIFY_SOCKET is empty, skipping sending '{state}' notification");
+        // One log line per message (Oracle's router writes the raw newlines).
+        tracing::debug!(
+            target: "main",
+            "NOTIFY_SOCKET is empty, skipping sending '{}' notification",
+            state.trim_end().replace('\n', "\\n")
+        );
         return;
     };
     let sock = match std::os::unix::net::UnixDatagram::unbound() {

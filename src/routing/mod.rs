@@ -314,8 +314,7 @@ impl Route {
             _ = close_all.wait_for(|c| *c) => None,
         };
         match result {
-            Some(Ok(None)) => {}
-            Some(Ok(Some(c))) => tracing::debug!(
+            Some(Ok(c)) => tracing::debug!(
                 target: "routing",
                 "[{sec}] fd={fd} {peer} -> {addr}: connection closed (up: {}b; down: {}b)",
                 c.up,
@@ -334,15 +333,15 @@ impl Route {
         drop(permit);
     }
 
-    /// Handshake (watched, counted) then plain relay. `Ok(None)`: the handshake failed
-    /// and has been dealt with.
+    /// Handshake (watched, counted) then plain relay; returns the bytes moved, also
+    /// when the handshake failed (which has been logged and counted here).
     async fn serve_client<C, S>(
         &self,
         client: &mut C,
         server: &mut S,
         peer: &str,
         ip: Option<IpAddr>,
-    ) -> std::io::Result<Option<crate::relay::Counts>>
+    ) -> std::io::Result<crate::relay::Counts>
     where
         C: AsyncRead + AsyncWrite + Unpin,
         S: AsyncRead + AsyncWrite + Unpin,
@@ -363,9 +362,9 @@ impl Route {
                 let rest = crate::relay::relay(client, server, self.cfg.net_buffer_length).await?;
                 counts.up += rest.up;
                 counts.down += rest.down;
-                return Ok(Some(counts));
+                return Ok(counts);
             }
-            Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(Some(counts)),
+            Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(counts),
             Ok(Ok(HandshakeEnd::Bad)) => {
                 let frame = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
                 if self.cfg.protocol == crate::config::Protocol::Classic {
@@ -395,7 +394,7 @@ impl Route {
                 self.count_error(ip, peer);
             }
         }
-        Ok(None)
+        Ok(counts)
     }
 
     fn errors_map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u64>> {

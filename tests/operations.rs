@@ -1,0 +1,553 @@
+//! Operations: log format and sinks, logrotate (rename + SIGHUP) under load, SIGTERM
+//! drain, pid file, privilege drop, systemd notifications.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn route(port: u16, s: &MariaDb) -> String {
+    format!(
+        "[routing:ops]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = round-robin\n",
+        s.addr()
+    )
+}
+
+fn signal(pid: i32, sig: Signal) {
+    kill(Pid::from_raw(pid), sig).unwrap();
+}
+
+fn wait_exit(child: &mut std::process::Child, max: Duration) -> Option<i32> {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm <domain> <LEVEL> [<hex>] <message>`
+fn is_log_line(l: &str, frac: usize) -> bool {
+    let b = l.as_bytes();
+    let ts = 19 + if frac > 0 { frac + 1 } else { 0 };
+    if b.len() < ts + 4 {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let rest: Vec<&str> = l[ts + 1..].splitn(4, ' ').collect();
+    digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':'
+        && (frac == 0 || (b[19] == b'.' && digits(20..20 + frac)))
+        && rest.len() == 4
+        && ["SYSTEM", "ERROR", "WARNING", "INFO", "NOTE", "DEBUG"].contains(&rest[1])
+        && rest[2].starts_with('[')
+        && rest[2].ends_with(']')
+        && u64::from_str_radix(&rest[2][1..rest[2].len() - 1], 16).is_ok()
+}
+
+#[test]
+fn log_format_file_sink_and_folder_creation() {
+    let s1 = MariaDb::start();
+    let port = free_port();
+    let dir = tmp_dir("logs");
+    let folder = dir.join("newlogs");
+    let conf = dir.join("c.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[DEFAULT]\nlogging_folder = {}\n[logger]\nlevel = debug\ntimestamp_precision = ms\n{}",
+            folder.display(),
+            route(port, &s1)
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(router_bin())
+        .arg("-c")
+        .arg(&conf)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = folder.join("mysqlrouter.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Start accepting")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
+    signal(child.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "file sink: nothing on the console: {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    for l in text.lines() {
+        assert!(is_log_line(l, 3), "bad line: {l:?}");
+    }
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains(" main SYSTEM [")
+            && first.ends_with(&format!(
+                "Starting 'MySQL Router', version: {} (mysqlrouter-rs)",
+                env!("CARGO_PKG_VERSION")
+            )),
+        "{first}"
+    );
+    assert!(
+        text.contains(&format!(" routing INFO ["))
+            && text.contains("[routing:ops] started: routing strategy = round-robin")
+    );
+    assert!(text.contains(&format!(
+        "Start accepting connections for routing routing:ops listening on '127.0.0.1:{port}'"
+    )));
+    assert!(text.contains(" routing DEBUG [") && text.contains("connection closed (up: "));
+    assert!(text.contains(&format!(
+        "Stop accepting connections for routing routing:ops listening on 127.0.0.1:{port}"
+    )));
+    assert!(text.contains("[routing:ops] stopped"));
+    assert!(
+        text.lines().last().unwrap().contains("main SYSTEM")
+            && text.contains("Stopping 'MySQL Router', version: ")
+    );
+}
+
+#[test]
+fn log_folder_errors_and_console_destination() {
+    let dir = tmp_dir("logerr");
+    let conf = dir.join("c.conf");
+    let missing = dir.join("no/such");
+    std::fs::write(&conf, format!("[DEFAULT]\nlogging_folder = {}\n[routing:a]\nbind_port = {}\ndestinations = 127.0.0.1:1\nrouting_strategy = round-robin\n", missing.display(), free_port())).unwrap();
+    let out = Command::new(router_bin())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "Error: Error when creating dir '{}': 2: No such file or directory\n",
+            missing.display()
+        )
+    );
+    // [consolelog] destination = /dev/stdout, below-level lines filtered per sink.
+    let port = free_port();
+    std::fs::write(
+        &conf,
+        format!("[DEFAULT]\nlogging_folder =\n[logger]\nlevel = info\n[consolelog]\ndestination = /dev/stdout\nlevel = warning\n[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = round-robin\nfoo = bar\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(router_bin())
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    signal(child.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.stderr.is_empty());
+    assert!(
+        stdout.contains("main WARNING") && stdout.contains("option 'routing.foo' is not supported"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(" INFO "),
+        "INFO filtered by the sink's level: {stdout}"
+    );
+    assert!(stdout.lines().all(|l| is_log_line(l, 0)), "{stdout}");
+}
+
+/// logrotate: `mv mysqlrouter.log mysqlrouter.log.1; kill -HUP` under continuous load
+/// leaves every line in one of the two files.
+#[test]
+fn logrotate_rename_and_hup_under_load_loses_no_line() {
+    let s1 = MariaDb::start();
+    let port = free_port();
+    let r = Router::start_with(&route(port, &s1), &[port], "debug", &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                // raw TCP clients: connect, read the greeting, send COM_QUIT-less close
+                if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    use std::io::Read;
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut g = [0u8; 256];
+                    if s.read(&mut g).unwrap_or(0) > 0 {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let rotated = r.dir.join("mysqlrouter.log.1");
+    std::fs::rename(&r.log, &rotated).unwrap();
+    signal(r.pid(), Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let n = load.join().unwrap();
+    assert!(n > 20, "only {n} clients");
+    // Let the last close lines be written.
+    std::thread::sleep(Duration::from_millis(500));
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = r.log_text();
+    let count = |t: &str, pat: &str| t.lines().filter(|l| l.contains(pat)).count();
+    let accepted = count(&old, "connection accepted at") + count(&new, "connection accepted at");
+    let closed = count(&old, "connection closed") + count(&new, "connection closed");
+    assert_eq!(accepted, n, "accepted lines in both files");
+    assert_eq!(closed, n, "closed lines in both files");
+    assert!(
+        count(&new, "connection accepted at") > 0,
+        "new file is written after HUP"
+    );
+    assert!(new.contains("log file reopened (SIGHUP)"));
+}
+
+#[test]
+fn log_reopen_failure_exits_1() {
+    let s1 = MariaDb::start();
+    let port = free_port();
+    let mut r = Router::start(&route(port, &s1), &[port]);
+    std::fs::rename(&r.log, r.dir.join("old.log")).unwrap();
+    std::fs::create_dir(&r.log).unwrap(); // the log path is now a directory
+    signal(r.pid(), Signal::SIGHUP);
+    assert_eq!(wait_exit(&mut r.child, Duration::from_secs(10)), Some(1));
+    let err = {
+        let mut s = String::new();
+        use std::io::Read;
+        r.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    assert!(
+        err.contains("reopening the log file failed: Cannot open log file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_stops_accepting_drains_and_removes_pid_file() {
+    let s1 = MariaDb::start();
+    let port = free_port();
+    let body = format!(
+        "[DEFAULT]\npid_file = router.pid\nshutdown_timeout = 2\n{}",
+        route(port, &s1)
+    );
+    let mut r = Router::start(&body, &[port]);
+    let pid_path = r.dir.join("router.pid"); // relative: under runtime_folder
+    assert_eq!(
+        std::fs::read_to_string(&pid_path).unwrap().trim(),
+        r.pid().to_string()
+    );
+    assert!(r.log_text().contains(&format!(
+        "PID {} written to '{}'",
+        r.pid(),
+        pid_path.display()
+    )));
+    rt().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let mut held = mysql_async::Conn::new(opts(port)).await.unwrap();
+        let t0 = Instant::now();
+        signal(r.pid(), Signal::SIGTERM);
+        // Stops accepting at once...
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "still accepting after SIGTERM"
+        );
+        // ...the active connection keeps working during the drain period...
+        let p: Option<u16> = held.query_first("SELECT @@port").await.unwrap();
+        assert_eq!(p, Some(s1.port));
+        // ...and is closed after it.
+        let code = tokio::task::block_in_place(|| wait_exit(&mut r.child, Duration::from_secs(10)));
+        assert_eq!(code, Some(0));
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+            "{took:?}"
+        );
+        assert!(held.query_drop("SELECT 1").await.is_err());
+    });
+    assert!(!pid_path.exists(), "pid file removed");
+    let log = r.log_text();
+    assert!(log.contains("closing 1 active connection(s)"), "{log}");
+    assert!(
+        log.contains("Stopping 'MySQL Router', version: ")
+            && log.contains("reason: REQUESTED (SIGTERM)")
+    );
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn pid_file_precedence_and_live_process() {
+    let dir = tmp_dir("pid");
+    let port = free_port();
+    let conf = dir.join("c.conf");
+    let cfg_pid = dir.join("cfg.pid");
+    std::fs::write(&conf, format!("[DEFAULT]\nlogging_folder =\npid_file = {}\n[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n", cfg_pid.display())).unwrap();
+    let cli_pid = dir.join("cli.pid");
+    let env_pid = dir.join("env.pid");
+    let start = |args: &[&str]| {
+        Command::new(router_bin())
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .env("ROUTER_PID", &env_pid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_file = |p: &std::path::Path| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !p.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.exists()
+    };
+    // --pid-file wins over pid_file and ROUTER_PID.
+    let mut c = start(&["--pid-file", cli_pid.to_str().unwrap()]);
+    assert!(wait_file(&cli_pid));
+    assert!(!cfg_pid.exists() && !env_pid.exists());
+    // A second router with the same pid file refuses to start.
+    let second = Command::new(router_bin())
+        .arg("-c")
+        .arg(&conf)
+        .arg("--pid-file")
+        .arg(&cli_pid)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains(&format!(
+        "PID file {} found. Already running?",
+        cli_pid.display()
+    )));
+    signal(c.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    assert!(!cli_pid.exists());
+    // pid_file wins over ROUTER_PID.
+    let mut c = start(&[]);
+    assert!(wait_file(&cfg_pid));
+    assert!(!env_pid.exists());
+    signal(c.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    // ROUTER_PID alone; a stale file of a dead process is replaced.
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .replace(&format!("pid_file = {}\n", cfg_pid.display()), ""),
+    )
+    .unwrap();
+    std::fs::write(&env_pid, "999999\n").unwrap();
+    let mut c = start(&[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&env_pid).unwrap_or_default().trim() != c.id().to_string()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&env_pid).unwrap().trim(),
+        c.id().to_string()
+    );
+    signal(c.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    assert!(!env_pid.exists());
+}
+
+/// Runs as root (as CI does): `--user` switches uid, gid and supplementary groups, and
+/// the process cannot get root back.
+#[test]
+fn user_switch_drops_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root (CI runs as root)"
+    );
+    let name = "mysqlrouter_t";
+    if nix::unistd::User::from_name(name).ok().flatten().is_none() {
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let user = nix::unistd::User::from_name(name).unwrap().unwrap();
+    let dir = tmp_dir("user");
+    Command::new("chown")
+        .arg(format!("{name}:"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    let port = free_port();
+    let conf = dir.join("c.conf");
+    std::fs::write(&conf, format!("[DEFAULT]\nlogging_folder = {}\n[logger]\nlevel=info\n[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n", dir.display())).unwrap();
+    let mut c = Command::new(router_bin())
+        .arg("-c")
+        .arg(&conf)
+        .arg("--user")
+        .arg(name)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dir.join("mysqlrouter.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Start accepting")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let uid = user.uid.as_raw().to_string();
+    let gid = user.gid.as_raw().to_string();
+    assert_eq!(
+        field("Uid:"),
+        vec![uid.clone(); 4],
+        "real, effective, saved and fs uid"
+    );
+    assert_eq!(field("Gid:"), vec![gid.clone(); 4]);
+    assert!(
+        field("Groups:").iter().all(|g| *g == gid),
+        "supplementary groups: {:?}",
+        field("Groups:")
+    );
+    assert_eq!(
+        field("CapEff:"),
+        vec!["0000000000000000".to_string()],
+        "no capabilities left"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().uid(),
+        user.uid.as_raw(),
+        "log written as the user"
+    );
+    signal(c.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    // [DEFAULT] user works the same way; an unknown user is refused.
+    let out = Command::new(router_bin())
+        .arg("-c")
+        .arg(&conf)
+        .args(["--DEFAULT.user=no_such_user_x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("Can't use user 'no_such_user_x'. Please check that the user exists!"));
+}
+
+#[test]
+fn systemd_notify_ready_after_listening_and_stopping() {
+    let dir = tmp_dir("notify");
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = free_port();
+    let conf = dir.join("c.conf");
+    std::fs::write(&conf, format!("[DEFAULT]\nlogging_folder =\n[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n")).unwrap();
+    let mut c = Command::new(router_bin())
+        .arg("-c")
+        .arg(&conf)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        msg.contains("READY=1") && msg.contains("STATUS=running"),
+        "{msg}"
+    );
+    // READY only once the route listens.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    signal(c.id() as i32, Signal::SIGTERM);
+    let n = sock.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        msg.contains("STOPPING=1") && msg.contains("STATUS=Router shutdown in progress"),
+        "{msg}"
+    );
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn sigpipe_does_not_kill_the_router() {
+    let s1 = MariaDb::start();
+    let port = free_port();
+    let mut r = Router::start(&route(port, &s1), &[port]);
+    // Clients that vanish while the router writes to them.
+    for _ in 0..50 {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::from_secs(0)));
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(r.is_running());
+    assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
+}
