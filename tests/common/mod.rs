@@ -294,15 +294,28 @@ impl Router {
         );
     }
 
+    /// The log as written so far. The router writes its log from a background thread,
+    /// a moment after the event; wait until the file has been quiet for 50 ms (at most
+    /// 2 s) so a line for something the test just saw happen is there.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let read = || std::fs::read_to_string(&self.log).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = read();
+            if now == last || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// Waits (bounded) for a log line containing `needle`.
     pub fn wait_log(&self, needle: &str, max: Duration) -> bool {
         let deadline = Instant::now() + max;
         while Instant::now() < deadline {
-            if self.log_text().contains(needle) {
+            if std::fs::read_to_string(&self.log).unwrap_or_default().contains(needle) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
