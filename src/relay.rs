@@ -1,10 +1,19 @@
 //! Byte forwarding between a client and its server.
 //!
 //! Bytes are copied unchanged in both directions. End-of-stream on one side is passed on
-//! as a half-close (`shutdown(SHUT_WR)`) to the other, and the relay ends when both
-//! directions are done or either side fails; dropping the streams then closes both.
+//! as a half-close (`shutdown(SHUT_WR)`) to the other; the relay ends when both
+//! directions are done or either side fails, and dropping the sockets closes both.
+//!
+//! Memory: an idle relayed connection owns no buffer. Each direction waits for
+//! readiness, reads into a per-thread scratch buffer and writes to the peer at once
+//! (no await in between); only bytes the peer cannot take right now are copied into a
+//! heap buffer, which is freed as soon as they are written.
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::AsFd;
+
+use tokio::net::{TcpStream, UnixStream};
 
 /// Bytes moved by one relay.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -15,13 +24,201 @@ pub struct Counts {
     pub down: u64,
 }
 
-/// Relays until both directions are finished. A reset or error on either side ends
-/// the relay; the error is returned with what was counted so far unknown (0).
-pub async fn relay<C, S>(client: &mut C, server: &mut S, buf: usize) -> std::io::Result<Counts>
-where
-    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-{
-    let (up, down) = tokio::io::copy_bidirectional_with_sizes(client, server, buf, buf).await?;
+/// A connected stream the relay can drive without owning a buffer.
+pub trait Stream: AsFd {
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+    fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+macro_rules! impl_stream {
+    ($t:ty) => {
+        impl Stream for $t {
+            fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+                <$t>::readable(self)
+            }
+            fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+                <$t>::writable(self)
+            }
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                <$t>::try_read(self, buf)
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$t>::try_write(self, buf)
+            }
+        }
+    };
+}
+impl_stream!(TcpStream);
+impl_stream!(UnixStream);
+
+thread_local! {
+    /// Scratch space for one read; never held across an await.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+enum Step {
+    /// Read n bytes and wrote them all.
+    Done(usize),
+    /// Read n bytes; the tail the peer did not take is returned.
+    Partial(usize, Vec<u8>),
+    Eof,
+    WouldBlock,
+}
+
+/// One read from `from` and one write to `to`, with no await in between.
+fn step<F: Stream, T: Stream>(from: &F, to: &T, size: usize) -> io::Result<Step> {
+    SCRATCH.with(|s| {
+        let mut buf = s.borrow_mut();
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
+        let n = match from.try_read(&mut buf[..size]) {
+            Ok(0) => return Ok(Step::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+            Err(e) => return Err(e),
+        };
+        let mut written = 0;
+        while written < n {
+            match to.try_write(&buf[written..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => written += w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Step::Partial(n, buf[written..n].to_vec()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Step::Done(n))
+    })
+}
+
+async fn write_all<T: Stream>(to: &T, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        to.writable().await?;
+        match to.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Half-closes `to` (no more bytes from us).
+pub fn shutdown_write<T: Stream>(to: &T) {
+    let _ = nix::sys::socket::shutdown(
+        std::os::fd::AsRawFd::as_raw_fd(&to.as_fd()),
+        nix::sys::socket::Shutdown::Write,
+    );
+}
+
+/// Copies `from` → `to` until end-of-stream, then half-closes `to`.
+pub async fn pump<F: Stream, T: Stream>(from: &F, to: &T, size: usize) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        match step(from, to, size)? {
+            Step::Done(n) => total += n as u64,
+            Step::Partial(n, rest) => {
+                total += n as u64;
+                write_all(to, &rest).await?;
+            }
+            Step::Eof => {
+                shutdown_write(to);
+                return Ok(total);
+            }
+            Step::WouldBlock => from.readable().await?,
+        }
+    }
+}
+
+/// Relays until both directions are finished; a reset or error on either side ends it.
+pub async fn relay<C: Stream, S: Stream>(
+    client: &C,
+    server: &S,
+    size: usize,
+) -> io::Result<Counts> {
+    let (up, down) = tokio::try_join!(pump(client, server, size), pump(server, client, size))?;
     Ok(Counts { up, down })
+}
+
+/// Writes all of `data` to `to` (used by the handshake phase).
+pub async fn send<T: Stream>(to: &T, data: &[u8]) -> io::Result<()> {
+    write_all(to, data).await
+}
+
+/// Reads what is available into `buf` after waiting for readiness (handshake phase).
+pub async fn recv<F: Stream>(from: &F, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        match from.try_read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads and discards until end-of-stream or `max` passes, so that closing afterwards
+/// does not reset a connection whose peer is still reading our last bytes.
+pub async fn drain<F: Stream>(from: &F, max: std::time::Duration) {
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(max, async {
+        while let Ok(n) = recv(from, &mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_with_half_close() {
+        // client_app <-> (c_side | relay | s_side) <-> server_app
+        let (mut client_app, c_side) = pair().await;
+        let (s_side, mut server_app) = pair().await;
+        let relay = tokio::spawn(async move { relay(&c_side, &s_side, 1024).await });
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let big2 = big.clone();
+        let writer = tokio::spawn(async move {
+            client_app.write_all(&big2).await.unwrap();
+            client_app.shutdown().await.unwrap(); // half-close
+            let mut back = Vec::new();
+            client_app.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        server_app.read_to_end(&mut got).await.unwrap(); // EOF arrives: half-close passed on
+        assert!(got == big);
+        server_app
+            .write_all(b"reply after client's FIN")
+            .await
+            .unwrap();
+        drop(server_app);
+        assert_eq!(writer.await.unwrap(), b"reply after client's FIN");
+        let c = relay.await.unwrap().unwrap();
+        assert_eq!(
+            c,
+            Counts {
+                up: 3_000_000,
+                down: 24
+            }
+        );
+    }
 }

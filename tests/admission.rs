@@ -276,7 +276,7 @@ fn successful_handshake_resets_the_counter() {
 fn slowloris_does_not_keep_a_slot() {
     let s1 = MariaDb::start();
     let a = free_port();
-    let _r = Router::start(
+    let _r = Router::start_with(
         &route(
             "A",
             a,
@@ -284,6 +284,8 @@ fn slowloris_does_not_keep_a_slot() {
             "max_connections = 1\nclient_connect_timeout = 2\nmax_connect_errors = 100",
         ),
         &[a],
+        "debug",
+        &[],
     );
     let mut s = TcpStream::connect(("127.0.0.1", a)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(900)))
@@ -312,7 +314,8 @@ fn slowloris_does_not_keep_a_slot() {
         t.elapsed()
     );
     // The single slot is free again.
-    assert_eq!(lib_port(a).unwrap(), s1.port);
+    let res = lib_port(a);
+    assert_eq!(res, Ok(s1.port), "{}", _r.log_text());
 }
 
 #[test]

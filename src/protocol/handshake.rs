@@ -147,6 +147,13 @@ impl Tracker {
         }
     }
 
+    /// Whether client bytes may be read now: in the classic protocol not before the
+    /// server's greeting has passed (bytes a client sends early wait in its socket, as
+    /// with any server).
+    pub fn client_turn(&self) -> bool {
+        self.state != State::Greeting
+    }
+
     /// Whether the client has sent anything (a client that sent nothing and left is
     /// not counted as a connection error).
     pub fn client_sent(&self) -> bool {
@@ -196,13 +203,11 @@ impl Tracker {
             }
             State::X(_) => self.state = State::X(true),
             State::Done(_) => {}
-            // Bytes before the greeting are not a handshake.
-            State::Greeting => self.state = State::Done(Verdict::Bad),
             _ => {
                 let mut state = self.state;
                 let mut pending_tls = false;
                 self.client.feed(data, |h| {
-                    if state == State::ClientResponse {
+                    if matches!(state, State::ClientResponse | State::Greeting) {
                         let caps = u32::from_le_bytes(h.prefix);
                         let ok = h.seq == 1
                             && h.len >= MIN_RESPONSE

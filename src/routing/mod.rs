@@ -274,9 +274,9 @@ impl Route {
         Ok(Permit { route: self })
     }
 
-    async fn handle<S>(self: Arc<Self>, mut client: S, peer: String, ip: Option<IpAddr>)
+    async fn handle<S>(self: Arc<Self>, client: S, peer: String, ip: Option<IpAddr>)
     where
-        S: AsyncRead + AsyncWrite + Unpin + AsRawFd,
+        S: AsyncRead + AsyncWrite + Unpin + AsRawFd + crate::relay::Stream,
     {
         let fd = client.as_raw_fd();
         let sec = &self.cfg.section;
@@ -295,7 +295,7 @@ impl Route {
         };
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connection accepted at {}", self.endpoints().join(", "));
 
-        let Some((mut server, addr)) = self.connect(fd, &peer).await else {
+        let Some((server, addr)) = self.connect(fd, &peer).await else {
             let frame = errors::accept_error(
                 self.cfg.protocol,
                 errors::CR_CONN_HOST_ERROR,
@@ -310,7 +310,7 @@ impl Route {
 
         let mut close_all = self.shared.close_all.clone();
         let result = tokio::select! {
-            r = self.serve_client(&mut client, &mut server, &peer, ip) => Some(r),
+            r = self.serve_client(&client, &server, &peer, ip) => Some(r),
             _ = close_all.wait_for(|c| *c) => None,
         };
         match result {
@@ -337,14 +337,14 @@ impl Route {
     /// when the handshake failed (which has been logged and counted here).
     async fn serve_client<C, S>(
         &self,
-        client: &mut C,
-        server: &mut S,
+        client: &C,
+        server: &S,
         peer: &str,
         ip: Option<IpAddr>,
     ) -> std::io::Result<crate::relay::Counts>
     where
-        C: AsyncRead + AsyncWrite + Unpin,
-        S: AsyncRead + AsyncWrite + Unpin,
+        C: crate::relay::Stream,
+        S: crate::relay::Stream,
     {
         let sec = &self.cfg.section;
         let mut tracker = Tracker::new(self.cfg.protocol);
@@ -368,8 +368,9 @@ impl Route {
             Ok(Ok(HandshakeEnd::Bad)) => {
                 let frame = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
                 if self.cfg.protocol == crate::config::Protocol::Classic {
-                    let _ = client.write_all(&frame).await;
-                    let _ = client.shutdown().await;
+                    let _ = crate::relay::send(client, &frame).await;
+                    crate::relay::shutdown_write(client);
+                    crate::relay::drain(client, Duration::from_secs(2)).await;
                 }
                 tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
                 true
@@ -503,21 +504,22 @@ enum HandshakeEnd {
 
 /// Forwards bytes both ways, unchanged, while the tracker follows the handshake.
 async fn watch_handshake<C, S>(
-    client: &mut C,
-    server: &mut S,
+    client: &C,
+    server: &S,
     tracker: &mut Tracker,
     counts: &mut crate::relay::Counts,
 ) -> std::io::Result<HandshakeEnd>
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    S: AsyncRead + AsyncWrite + Unpin,
+    C: crate::relay::Stream,
+    S: crate::relay::Stream,
 {
-    // Handshake packets are small; the buffers live only during the handshake.
-    let mut cbuf = [0u8; 2048];
-    let mut sbuf = [0u8; 2048];
+    use crate::relay::{recv, send};
+    // Handshake packets are small; these buffers exist only during the handshake.
+    let mut cbuf = vec![0u8; 2048];
+    let mut sbuf = vec![0u8; 2048];
     loop {
         tokio::select! {
-            r = client.read(&mut cbuf) => {
+            r = recv(client, &mut cbuf), if tracker.client_turn() => {
                 let n = r?;
                 if n == 0 {
                     return Ok(HandshakeEnd::ClientClosed);
@@ -526,19 +528,19 @@ where
                 if v == Verdict::Bad {
                     return Ok(HandshakeEnd::Bad);
                 }
-                server.write_all(&cbuf[..n]).await?;
+                send(server, &cbuf[..n]).await?;
                 counts.up += n as u64;
                 if v == Verdict::Complete {
                     return Ok(HandshakeEnd::Complete);
                 }
             }
-            r = server.read(&mut sbuf) => {
+            r = recv(server, &mut sbuf) => {
                 let n = r?;
                 if n == 0 {
                     return Ok(HandshakeEnd::ServerClosed);
                 }
                 let v = tracker.on_server(&sbuf[..n]);
-                client.write_all(&sbuf[..n]).await?;
+                send(client, &sbuf[..n]).await?;
                 counts.down += n as u64;
                 if v == Verdict::Complete {
                     return Ok(HandshakeEnd::Complete);

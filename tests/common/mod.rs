@@ -315,7 +315,10 @@ impl Router {
     pub fn wait_log(&self, needle: &str, max: Duration) -> bool {
         let deadline = Instant::now() + max;
         while Instant::now() < deadline {
-            if std::fs::read_to_string(&self.log).unwrap_or_default().contains(needle) {
+            if std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains(needle)
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
