@@ -26,8 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A leftover from an interrupted run must not hide a packaging bug.
+# A leftover from an interrupted run (or a router run by hand as root) must not hide a
+# packaging bug.
 dpkg -P "$PKG" >/dev/null 2>&1 || true
+rm -rf /var/log/mysqlrouter /var/lib/mysqlrouter /run/mysqlrouter /etc/mysqlrouter
 
 step "build .deb"
 cargo deb --locked --output "$WORK/" >/dev/null

@@ -262,7 +262,13 @@ fn open_append(path: &PathBuf) -> Result<File, String> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| format!("Cannot open log file '{}': {e}", path.display()))
+        .map_err(|e| {
+            format!(
+                "Cannot open log file '{}': {}",
+                path.display(),
+                strerror(&e)
+            )
+        })
 }
 
 fn open_sink(cfg: &SinkConfig) -> Result<Output, String> {
