@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsFd;
 
+use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
 /// Bytes moved by one relay.
@@ -30,6 +31,28 @@ pub trait Stream: AsFd {
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+
+    /// Like `try_read`, but a short read (fewer bytes than `buf` holds) marks the socket
+    /// as drained, so the next wait goes straight to epoll instead of first paying for a
+    /// `read` that returns EAGAIN. Safe against races: tokio only clears readiness if no
+    /// new readiness event arrived since it was observed.
+    fn read_clearing(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut short = None;
+        let cap = buf.len();
+        let r = self.try_io(Interest::READABLE, || {
+            let n = nix::unistd::read(self.as_fd(), buf).map_err(io::Error::from)?;
+            if n > 0 && n < cap {
+                short = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (r, short) {
+            (_, Some(n)) => Ok(n),
+            (r, None) => r,
+        }
+    }
 }
 
 macro_rules! impl_stream {
@@ -46,6 +69,9 @@ macro_rules! impl_stream {
             }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$t>::try_write(self, buf)
+            }
+            fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+                <$t>::try_io(self, interest, f)
             }
         }
     };
@@ -74,7 +100,7 @@ fn step<F: Stream, T: Stream>(from: &F, to: &T, size: usize) -> io::Result<Step>
         if buf.len() < size {
             buf.resize(size, 0);
         }
-        let n = match from.try_read(&mut buf[..size]) {
+        let n = match from.read_clearing(&mut buf[..size]) {
             Ok(0) => return Ok(Step::Eof),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
