@@ -82,9 +82,10 @@ pub fn run(args: RunArgs) -> i32 {
             return finish(fail(e), "error");
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The main runtime runs signals, the quarantine probes and the route managers;
+    // connections run on the I/O workers (see `serve`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("mysqlrouter-io")
         .build()
     {
         Ok(r) => r,
@@ -186,6 +187,11 @@ async fn serve(config: Config, fail: &dyn Fn(String) -> i32) -> (i32, String) {
             }
         }
     }
+    let (exit_tx, exit_rx) = watch::channel(false);
+    let workers = match start_workers(config.io_threads, &routes, exit_rx) {
+        Ok(w) => w,
+        Err(e) => return (fail(format!("cannot start I/O threads: {e}")), "error".into()),
+    };
     let probe = {
         let q = quarantine.clone();
         let stop = stop_rx.clone();
@@ -245,5 +251,45 @@ async fn serve(config: Config, fail: &dyn Fn(String) -> i32) -> (i32, String) {
     while active() > 0 && Instant::now() < hard {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let _ = exit_tx.send(true);
+    for w in workers {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
     (code, reason)
+}
+
+/// One thread with a single-threaded runtime per worker: each accepts on every route
+/// and runs its connections to the end, so a connection's two sockets, its task and
+/// its wake-ups stay on one core. Workers stop when `exit` turns true.
+fn start_workers(
+    threads: usize,
+    routes: &[Arc<Route>],
+    exit: watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        threads
+    };
+    tracing::info!(target: "io", "starting {n} io-threads, using backend 'linux_epoll'");
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let routes: Vec<Arc<Route>> = routes.to_vec();
+        let mut exit = exit.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("io-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        for r in routes {
+                            tokio::spawn(r.accept_loop());
+                        }
+                        let _ = exit.wait_for(|e| *e).await;
+                    });
+                    rt.shutdown_timeout(Duration::from_millis(100));
+                })?,
+        );
+    }
+    Ok(handles)
 }

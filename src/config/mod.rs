@@ -106,6 +106,8 @@ pub struct Config {
     pub logger: LoggerConfig,
     pub routes: Vec<RouteConfig>,
     pub destination_status: DestinationStatusConfig,
+    /// `[io] threads`: I/O worker threads, 0 = one per CPU.
+    pub io_threads: usize,
     pub notices: Vec<Notice>,
 }
 
@@ -114,6 +116,7 @@ pub struct Config {
 const ACCEPTED: &[(&str, &[&str])] = &[
     ("keepalive", &["interval", "runs"]),
     ("io", &["backend", "threads"]),
+
     (
         "connection_pool",
         &["max_idle_server_connections", "idle_timeout"],
@@ -387,9 +390,13 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         .filter(|s| s.name == "destination_status")
         .collect();
     let destination_status = validate_destination_status(store, &ds)?;
+    let io_threads = match store.sections.iter().find(|s| s.name == "io") {
+        Some(sec) => Lookup { store, section: sec }.uint("threads", 0, 1024, 0)? as usize,
+        None => 0,
+    };
 
     for s in &store.sections {
-        if ACCEPTED.iter().any(|(n, _)| *n == s.name) {
+        if s.name != "io" && ACCEPTED.iter().any(|(n, _)| *n == s.name) {
             notices.push(Notice {
                 domain: "main",
                 level: Level::Info,
@@ -437,6 +444,7 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         logger,
         routes,
         destination_status,
+        io_threads,
         notices,
     })
 }

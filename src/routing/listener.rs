@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, UnixListener};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 
 use crate::logging::strerror;
 
@@ -22,10 +23,11 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
-    TcpListener::from_std(s.into())
+    Ok(s.into())
 }
 
-/// Binds `host:port`, trying each resolved address in turn; the first that works wins.
+/// Binds `host:port` (non-blocking), trying each resolved address in turn; the first
+/// that works wins.
 /// The error is the text for `Failed setting up acceptor on '<addr>': <error>`.
 pub fn bind_tcp(route: &str, host: &str, port: u16) -> Result<TcpListener, String> {
     let shown = crate::config::addr::join_host_port(host, port);
@@ -65,13 +67,12 @@ pub fn bind_unix(route: &str, path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("Failed removing socket file {shown}: {}", strerror(&e)))?;
     }
-    let std_l = std::os::unix::net::UnixListener::bind(path)
+    let std_l = UnixListener::bind(path)
         .map_err(|e| format!("Failed setting up acceptor on '{shown}': {}", strerror(&e)))?;
     std_l
         .set_nonblocking(true)
         .map_err(|e| format!("Failed setting up acceptor on '{shown}': {}", strerror(&e)))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
         .map_err(|e| format!("Failed setting permissions on {shown}: {}", strerror(&e)))?;
-    UnixListener::from_std(std_l)
-        .map_err(|e| format!("Failed setting up acceptor on '{shown}': {e}"))
+    Ok(std_l)
 }

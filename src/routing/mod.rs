@@ -3,6 +3,11 @@
 //!
 //! Destination choice is [`policy`] (pure); destination health is the shared
 //! [`Quarantine`]; bytes are moved by [`crate::relay`].
+//!
+//! Threads: a route's *manager* task (on the main runtime) owns the listening sockets
+//! and decides when they are open. Each I/O worker (one single-threaded runtime per
+//! core) accepts on its own duplicate of those sockets and runs the connections it
+//! accepted to the end, so a connection never changes thread.
 
 pub mod connect;
 pub mod listener;
@@ -39,6 +44,8 @@ pub struct Shared {
 
 pub struct Route {
     pub cfg: RouteConfig,
+    /// The bound listening sockets while the route accepts, `None` while it does not.
+    listening: watch::Sender<Option<Arc<Bound>>>,
     /// Handshake errors per client IP (`max_connect_errors`).
     connect_errors: std::sync::Mutex<HashMap<IpAddr, u64>>,
     policy: Policy,
@@ -48,11 +55,11 @@ pub struct Route {
     shared: Arc<Shared>,
 }
 
-/// The listening sockets of one route.
+/// The bound listening sockets of one route (non-blocking).
 #[derive(Default)]
-struct Listeners {
-    tcp: Option<TcpListener>,
-    unix: Option<UnixListener>,
+struct Bound {
+    tcp: Option<std::net::TcpListener>,
+    unix: Option<std::os::unix::net::UnixListener>,
 }
 
 /// Releases the connection slots when a connection ends, however it ends.
@@ -74,6 +81,7 @@ impl Route {
             shared.quarantine.register(d);
         }
         Arc::new(Route {
+            listening: watch::channel(None).0,
             connect_errors: Default::default(),
             policy: Policy::new(cfg.strategy, keys.len()),
             keys,
@@ -98,8 +106,8 @@ impl Route {
         v
     }
 
-    fn bind(&self) -> Result<Listeners, String> {
-        let mut l = Listeners::default();
+    fn bind(&self) -> Result<Bound, String> {
+        let mut l = Bound::default();
         if let Some((h, p)) = &self.cfg.bind {
             l.tcp = Some(listener::bind_tcp(&self.cfg.section, h, *p)?);
         }
@@ -133,7 +141,12 @@ impl Route {
             && self.shared.quarantine.all_quarantined(&self.keys)
     }
 
-    /// Binds the listeners (errors end start-up) and spawns the accept loop.
+    fn publish(&self, bound: Option<Bound>) -> bool {
+        self.listening.send_replace(bound.map(Arc::new)).is_some()
+    }
+
+    /// Binds the listeners (errors end start-up) and spawns the manager task, which
+    /// closes and reopens them as destinations leave and rejoin.
     pub fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, String> {
         tracing::info!(
             target: "routing",
@@ -141,55 +154,102 @@ impl Route {
             self.cfg.section,
             self.cfg.strategy.name()
         );
-        let listeners = self.bind()?;
+        let bound = self.bind()?;
+        self.publish(Some(bound));
         let me = self.clone();
-        Ok(tokio::spawn(async move { me.serve(Some(listeners)).await }))
+        Ok(tokio::spawn(async move { me.manage().await }))
     }
 
-    async fn serve(self: Arc<Self>, mut listeners: Option<Listeners>) {
+    async fn manage(self: Arc<Self>) {
         let mut changed = self.shared.quarantine.subscribe();
         let mut stop = self.shared.stop_accepting.clone();
         loop {
             if *stop.borrow() {
                 break;
             }
-            match &listeners {
-                Some(l) => {
-                    tokio::select! {
-                        r = accept_tcp(&l.tcp) => self.clone().spawn_tcp(r).await,
-                        r = accept_unix(&l.unix) => self.clone().spawn_unix(r).await,
-                        _ = changed.changed() => {
-                            if self.should_close() {
-                                self.log_stop_accepting();
-                                listeners = None;
-                            }
+            if self.listening.borrow().is_some() {
+                tokio::select! {
+                    _ = changed.changed() => {
+                        if self.should_close() {
+                            self.log_stop_accepting();
+                            self.publish(None);
                         }
-                        _ = stop.changed() => {}
                     }
+                    _ = stop.changed() => {}
                 }
-                None => {
-                    tokio::select! {
-                        _ = changed.changed() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => continue,
-                    }
-                    if !self.should_close() {
-                        match self.bind() {
-                            Ok(l) => listeners = Some(l),
-                            Err(e) => tracing::warn!(
-                                target: "routing",
-                                "[{}] {e}; retrying in 1s",
-                                self.cfg.section
-                            ),
+            } else {
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => continue,
+                }
+                if !self.should_close() {
+                    match self.bind() {
+                        Ok(b) => {
+                            self.publish(Some(b));
                         }
+                        Err(e) => tracing::warn!(
+                            target: "routing",
+                            "[{}] {e}; retrying in 1s",
+                            self.cfg.section
+                        ),
                     }
                 }
             }
         }
-        if listeners.take().is_some() {
+        if self.publish(None) {
             self.log_stop_accepting();
         }
         tracing::info!(target: "routing", "[{}] stopped", self.cfg.section);
+    }
+
+    /// The accept loop of one I/O worker: accepts on its own duplicates of the route's
+    /// sockets while they are open; returns once the route stops accepting.
+    pub async fn accept_loop(self: Arc<Self>) {
+        let mut rx = self.listening.subscribe();
+        loop {
+            let current = rx.borrow_and_update().clone();
+            let Some(bound) = current else {
+                if *self.shared.stop_accepting.borrow() || rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let dup_err = |e: std::io::Error| {
+                tracing::error!(target: "routing", "[{}] cannot use the listening socket: {e}", self.cfg.section)
+            };
+            let tcp = bound
+                .tcp
+                .as_ref()
+                .map(|l| l.try_clone().and_then(TcpListener::from_std))
+                .transpose()
+                .map_err(dup_err)
+                .ok()
+                .flatten();
+            let unix = bound
+                .unix
+                .as_ref()
+                .map(|l| l.try_clone().and_then(UnixListener::from_std))
+                .transpose()
+                .map_err(dup_err)
+                .ok()
+                .flatten();
+            // Only our duplicates keep the sockets open from here on, so that they
+            // close as soon as the manager and every worker let go.
+            drop(bound);
+            loop {
+                tokio::select! {
+                    r = accept_tcp(&tcp) => self.clone().spawn_tcp(r).await,
+                    r = accept_unix(&unix) => self.clone().spawn_unix(r).await,
+                    res = rx.changed() => {
+                        if res.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     async fn spawn_tcp(
