@@ -90,7 +90,9 @@ async fn connect_handshaken(port: u16) -> std::io::Result<TcpStream> {
 
 async fn bulk(port: u16, bytes: u64) {
     let mut s = connect_handshaken(port).await.expect("connect");
-    s.write_all(&packet(0, format!("BULK {bytes}").as_bytes())).await.unwrap();
+    s.write_all(&packet(0, format!("BULK {bytes}").as_bytes()))
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 256 * 1024];
     let t = Instant::now();
     let mut got = 0u64;
@@ -157,7 +159,15 @@ async fn connrate(ports: Vec<u16>, secs: u64) {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0)
+            })
+        })
         .unwrap_or(0)
 }
 
@@ -190,24 +200,43 @@ async fn hold(port: u16, n: usize, pid: Option<u32>) {
     let mut ok = 0;
     for s in conns.iter_mut() {
         let msg = packet(0, b"SELECT 1");
-        if s.write_all(&msg).await.is_ok() && tokio::time::timeout(Duration::from_secs(10), read_packet(s)).await.is_ok_and(|r| r.is_ok()) {
+        if s.write_all(&msg).await.is_ok()
+            && tokio::time::timeout(Duration::from_secs(10), read_packet(s))
+                .await
+                .is_ok_and(|r| r.is_ok())
+        {
             ok += 1;
         }
     }
-    let per_conn = if conns.is_empty() { 0.0 } else { (after.saturating_sub(before)) as f64 * 1024.0 / conns.len() as f64 };
+    let per_conn = if conns.is_empty() {
+        0.0
+    } else {
+        (after.saturating_sub(before)) as f64 * 1024.0 / conns.len() as f64
+    };
     println!("held={} failed={failed} relayed={ok} rss_before_kib={before} rss_after_kib={after} bytes_per_conn={per_conn:.0}", conns.len());
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     match arg(0).as_str() {
         "server" => rt.block_on(server(arg(1).parse().unwrap())),
         "bulk" => rt.block_on(bulk(arg(1).parse().unwrap(), arg(2).parse().unwrap())),
         "ping" => rt.block_on(ping(arg(1).parse().unwrap(), arg(2).parse().unwrap())),
-        "connrate" => rt.block_on(connrate(arg(1).split(',').map(|p| p.parse().unwrap()).collect(), arg(2).parse().unwrap())),
-        "hold" => rt.block_on(hold(arg(1).parse().unwrap(), arg(2).parse().unwrap(), args.get(3).and_then(|p| p.parse().ok()))),
+        "connrate" => rt.block_on(connrate(
+            arg(1).split(',').map(|p| p.parse().unwrap()).collect(),
+            arg(2).parse().unwrap(),
+        )),
+        "hold" => rt.block_on(hold(
+            arg(1).parse().unwrap(),
+            arg(2).parse().unwrap(),
+            args.get(3).and_then(|p| p.parse().ok()),
+        )),
         _ => {
             eprintln!("usage: benchtool server|bulk|ping|connrate|hold ...");
             std::process::exit(2);

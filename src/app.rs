@@ -69,6 +69,28 @@ pub fn run(args: RunArgs) -> i32 {
     for n in &config.notices {
         log_notice(n.domain, n.level, &n.message);
     }
+    // The main runtime runs signals, the quarantine probes and the route managers;
+    // connections run on the I/O workers (see `serve`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return finish(fail(format!("cannot start the I/O runtime: {e}")), "error"),
+    };
+    // Signal handlers before the pid file: whoever reads the pid may signal at once.
+    let signals = {
+        let _in_runtime = runtime.enter();
+        match install_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                return finish(
+                    fail(format!("cannot install signal handlers: {e}")),
+                    "error",
+                )
+            }
+        }
+    };
     let pid_file = match process::pid_file_path(
         args.pid_file.as_deref(),
         config.default.pid_file.as_deref(),
@@ -82,16 +104,7 @@ pub fn run(args: RunArgs) -> i32 {
             return finish(fail(e), "error");
         }
     }
-    // The main runtime runs signals, the quarantine probes and the route managers;
-    // connections run on the I/O workers (see `serve`).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return finish(fail(format!("cannot start the I/O runtime: {e}")), "error"),
-    };
-    let (code, reason) = runtime.block_on(serve(config, &fail));
+    let (code, reason) = runtime.block_on(serve(config, signals, &fail));
     if let Some(p) = &pid_file {
         process::remove_pid_file(p);
     }
@@ -146,16 +159,11 @@ fn install_signals() -> std::io::Result<Signals> {
 }
 
 /// Runs all routes until a stop signal; returns (exit status, stop reason).
-async fn serve(config: Config, fail: &dyn Fn(String) -> i32) -> (i32, String) {
-    let mut signals = match install_signals() {
-        Ok(s) => s,
-        Err(e) => {
-            return (
-                fail(format!("cannot install signal handlers: {e}")),
-                "error".into(),
-            )
-        }
-    };
+async fn serve(
+    config: Config,
+    mut signals: Signals,
+    fail: &dyn Fn(String) -> i32,
+) -> (i32, String) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (close_tx, close_rx) = watch::channel(false);
     let quarantine = Arc::new(Quarantine::new(
@@ -190,7 +198,12 @@ async fn serve(config: Config, fail: &dyn Fn(String) -> i32) -> (i32, String) {
     let (exit_tx, exit_rx) = watch::channel(false);
     let workers = match start_workers(config.io_threads, &routes, exit_rx) {
         Ok(w) => w,
-        Err(e) => return (fail(format!("cannot start I/O threads: {e}")), "error".into()),
+        Err(e) => {
+            return (
+                fail(format!("cannot start I/O threads: {e}")),
+                "error".into(),
+            )
+        }
     };
     let probe = {
         let q = quarantine.clone();
@@ -267,14 +280,18 @@ fn start_workers(
     exit: watch::Receiver<bool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let n = if threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         threads
     };
     tracing::info!(target: "io", "starting {n} io-threads, using backend 'linux_epoll'");
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let routes: Vec<Arc<Route>> = routes.to_vec();
         let mut exit = exit.clone();
         handles.push(

@@ -116,7 +116,6 @@ pub struct Config {
 const ACCEPTED: &[(&str, &[&str])] = &[
     ("keepalive", &["interval", "runs"]),
     ("io", &["backend", "threads"]),
-
     (
         "connection_pool",
         &["max_idle_server_connections", "idle_timeout"],
@@ -391,7 +390,11 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         .collect();
     let destination_status = validate_destination_status(store, &ds)?;
     let io_threads = match store.sections.iter().find(|s| s.name == "io") {
-        Some(sec) => Lookup { store, section: sec }.uint("threads", 0, 1024, 0)? as usize,
+        Some(sec) => Lookup {
+            store,
+            section: sec,
+        }
+        .uint("threads", 0, 1024, 0)? as usize,
         None => 0,
     };
 

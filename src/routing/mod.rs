@@ -215,9 +215,7 @@ impl Route {
                 }
                 continue;
             };
-            let dup_err = |e: std::io::Error| {
-                tracing::error!(target: "routing", "[{}] cannot use the listening socket: {e}", self.cfg.section)
-            };
+            let dup_err = |e: std::io::Error| tracing::error!(target: "routing", "[{}] cannot use the listening socket: {e}", self.cfg.section);
             let tcp = bound
                 .tcp
                 .as_ref()
