@@ -223,8 +223,10 @@ query relayed on each):
 * 5,000 held: `{hold5k}`
 * 8,000 held: `{hold8k}`
 
-The bulk figures are from the copy relay (per-thread scratch buffer, no idle buffers);
-a splice(2) path is not implemented yet.
+Bulk: the router switches a direction to splice(2) through a pipe once a read fills
+its `net_buffer_length` buffer; smaller messages use the copy path (per-thread scratch
+buffer, no idle buffers). The copy path alone measured 1.35 GB/s against HAProxy's
+1.31 GB/s (`--quick`, commit "Relay: a short read marks the socket drained").
 """
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(os.path.join(ROOT, "docs", "PERFORMANCE.md"), "w") as f:

@@ -16,14 +16,6 @@ fn route(name: &str, port: u16, s: &MariaDb, extra: &str) -> String {
     )
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn connect(port: u16) -> Result<mysql_async::Conn, String> {
     match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts(port))).await {
         Err(_) => Err("timeout".into()),

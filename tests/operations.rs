@@ -22,17 +22,6 @@ fn signal(pid: i32, sig: Signal) {
     kill(Pid::from_raw(pid), sig).unwrap();
 }
 
-fn wait_exit(child: &mut std::process::Child, max: Duration) -> Option<i32> {
-    let deadline = Instant::now() + max;
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = child.try_wait() {
-            return st.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 /// `YYYY-MM-DD HH:MM:SS.mmm <domain> <LEVEL> [<hex>] <message>`
 fn is_log_line(l: &str, frac: usize) -> bool {
     let b = l.as_bytes();
@@ -80,14 +69,11 @@ fn log_format_file_sink_and_folder_creation() {
         .spawn()
         .unwrap();
     let log = folder.join("mysqlrouter.log");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Start accepting")
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_file_contains(
+        &log,
+        "Start accepting",
+        Duration::from_secs(5)
+    ));
     assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
     signal(child.id() as i32, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
@@ -316,14 +302,6 @@ fn sigterm_stops_accepting_drains_and_removes_pid_file() {
     );
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn pid_file_precedence_and_live_process() {
     let dir = tmp_dir("pid");
@@ -443,14 +421,11 @@ fn user_switch_drops_root() {
         .spawn()
         .unwrap();
     let log = dir.join("mysqlrouter.log");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Start accepting")
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_file_contains(
+        &log,
+        "Start accepting",
+        Duration::from_secs(5)
+    ));
     let status = std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap();
     let field = |k: &str| {
         status

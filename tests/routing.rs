@@ -270,7 +270,7 @@ fn live_socket_file_is_refused_and_bind_failure_exits_1() {
         s1.addr()
     );
     let mut r = Router::start(&body, &[]);
-    let code = wait_exit(&mut r);
+    let code = wait_exit(&mut r.child, Duration::from_secs(10));
     assert_eq!(code, Some(1));
     assert!(r.log_text().contains(&format!(
         "Socket file {} already in use by another process",
@@ -280,7 +280,7 @@ fn live_socket_file_is_refused_and_bind_failure_exits_1() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let mut r = Router::start(&route("b", port, "round-robin", &[&s1]), &[]);
-    assert_eq!(wait_exit(&mut r), Some(1));
+    assert_eq!(wait_exit(&mut r.child, Duration::from_secs(10)), Some(1));
     assert!(
         r.log_text().contains(&format!(
             "Failed setting up acceptor on '127.0.0.1:{port}': Address already in use"
@@ -288,17 +288,6 @@ fn live_socket_file_is_refused_and_bind_failure_exits_1() {
         "{}",
         r.log_text()
     );
-}
-
-fn wait_exit(r: &mut Router) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = r.child.try_wait() {
-            return st.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 #[test]

@@ -335,22 +335,6 @@ impl Router {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
-
-    /// SIGTERM and wait; returns the exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
 }
 
 impl Drop for Router {
@@ -425,6 +409,43 @@ pub fn lib_port(port: u16) -> Result<u16, String> {
                 other => other.to_string(),
             })
     })
+}
+
+/// A two-thread tokio runtime for tests that drive mysql_async from sync code.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Waits (bounded) for a child to exit; its exit code, `None` if it is still running
+/// or was killed by a signal.
+pub fn wait_exit(child: &mut Child, max: Duration) -> Option<i32> {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Waits (bounded) until the file at `path` contains `needle`.
+pub fn wait_file_contains(path: &Path, needle: &str, max: Duration) -> bool {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// Raises this process's soft fd limit to the hard limit.
