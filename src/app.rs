@@ -49,6 +49,10 @@ pub fn run(args: RunArgs) -> i32 {
             }
         }
     }
+    // After the user switch, which resets the "dumpable" flag.
+    if args.core_file {
+        process::enable_core_file();
+    }
     if let Err(e) = logging::init(&config.logger) {
         return raw_error(e);
     }

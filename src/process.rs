@@ -145,6 +145,15 @@ pub fn notify(state: &str) {
     }
 }
 
+/// `--core-file`: allow core dumps of any size (a crash aborts the process).
+pub fn enable_core_file() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_CORE) {
+        let _ = setrlimit(Resource::RLIMIT_CORE, hard, hard);
+    }
+    let _ = nix::sys::prctl::set_dumpable(true);
+}
+
 /// Raises the soft open-files limit to the hard limit: every relayed connection costs
 /// two descriptors, and the default soft limit (often 1024) is far below what
 /// `max_total_connections` allows.

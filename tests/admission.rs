@@ -291,12 +291,9 @@ fn slowloris_does_not_keep_a_slot() {
             closed = true;
             break;
         }
-        match s.read(&mut buf) {
-            Ok(0) => {
-                closed = true;
-                break;
-            }
-            _ => {}
+        if let Ok(0) = s.read(&mut buf) {
+            closed = true;
+            break;
         }
     }
     assert!(closed, "slowloris client was not disconnected");

@@ -102,7 +102,7 @@ fn log_format_file_sink_and_folder_creation() {
         "{first}"
     );
     assert!(
-        text.contains(&format!(" routing INFO ["))
+        text.contains(" routing INFO [")
             && text.contains("[routing:ops] started: routing strategy = round-robin")
     );
     assert!(text.contains(&format!(

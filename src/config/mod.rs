@@ -270,8 +270,9 @@ fn validate_default(store: &Store) -> Result<DefaultConfig, ConfigError> {
             ))
         })?,
     };
+    // Oracle's router closes active connections at once on SIGTERM; 0 keeps that.
     let shutdown_timeout = match get("shutdown_timeout")? {
-        None => Duration::from_secs(5),
+        None => Duration::ZERO,
         Some(v) => parse_uint(&v, 0, 3600)
             .map(Duration::from_secs)
             .ok_or_else(|| {
