@@ -149,13 +149,22 @@ fn thread_id() -> u64 {
     unsafe { libc::pthread_self() as u64 }
 }
 
-/// Formats `YYYY-MM-DD HH:MM:SS[.frac]` in local time.
-pub fn format_time(t: SystemTime, p: Precision, out: &mut String) {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as libc::time_t;
+/// Broken-down local time of `t`.
+fn local_tm(t: SystemTime) -> libc::tm {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as libc::time_t;
     // SAFETY: tm is plain data; localtime_r only writes into it.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     unsafe { libc::localtime_r(&secs, &mut tm) };
+    tm
+}
+
+/// Formats `YYYY-MM-DD HH:MM:SS[.frac]` in local time.
+pub fn format_time(t: SystemTime, p: Precision, out: &mut String) {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let tm = local_tm(t);
     let _ = write!(
         out,
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
@@ -173,6 +182,22 @@ pub fn format_time(t: SystemTime, p: Precision, out: &mut String) {
         Precision::Micro => write!(out, ".{:06}", n / 1_000),
         Precision::Nano => write!(out, ".{n:09}"),
     };
+}
+
+/// `Mmm dd hh:mm:ss` in local time, as syslog(3) writes it.
+fn syslog_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let tm = local_tm(t);
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 /// A complete log line (with newline) as MySQL Router writes it.
@@ -302,10 +327,12 @@ impl Sink {
             }
             Output::Syslog(sock) => {
                 if let Some(sock) = sock {
-                    // facility daemon (3)
+                    // What glibc's syslog(3) sends: `<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG`,
+                    // facility daemon (3).
                     let pri = 3 * 8 + r.level.syslog_severity();
                     let msg = format!(
-                        "<{pri}>mysqlrouter[{}]: {} {} {}",
+                        "<{pri}>{} mysqlrouter[{}]: {} {} {}",
+                        syslog_time(r.time),
                         std::process::id(),
                         r.domain,
                         r.level.as_str(),

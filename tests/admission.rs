@@ -381,3 +381,82 @@ fn over_limit_storm() {
         drop(held);
     });
 }
+
+/// `protocol = x`: errors reach the client as `Mysqlx.Error` frames (no MariaDB server
+/// speaks X protocol, so the backend here is a plain TCP listener the test holds).
+#[test]
+fn x_protocol_errors_are_mysqlx_frames() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bport = backend.local_addr().unwrap().port();
+    let port = free_port();
+    let body = format!(
+        "[routing:x]\nbind_port = {port}\ndestinations = 127.0.0.1:{bport}\nrouting_strategy = first-available\nprotocol = x\nmax_connections = 1\n"
+    );
+    let _r = Router::start(&body, &[port]);
+    let _held = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (_b, _) = backend.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let frame = raw_exchange(port, b"", Duration::from_secs(5));
+    assert_x_error(
+        &frame,
+        1040,
+        "08004",
+        "Too many connections to MySQL Router",
+    );
+    drop(_held);
+    drop(backend);
+    std::thread::sleep(Duration::from_millis(300));
+    let frame = raw_exchange(port, b"", Duration::from_secs(5));
+    assert_x_error(
+        &frame,
+        2003,
+        "HY000",
+        "Can't connect to remote MySQL server",
+    );
+}
+
+/// Decodes a `Mysqlx.Error` frame: u32 length, type 1, then protobuf fields.
+fn assert_x_error(frame: &[u8], code: u32, state: &str, msg: &str) {
+    assert!(frame.len() > 5, "{frame:?}");
+    let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    assert_eq!(len, frame.len() - 4, "{frame:?}");
+    assert_eq!(frame[4], 1, "Mysqlx.ServerMessages.ERROR");
+    let (mut i, pb) = (0, &frame[5..]);
+    let (mut got_code, mut got_state, mut got_msg, mut severity) =
+        (0u32, String::new(), String::new(), None);
+    let varint = |i: &mut usize| {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let b = pb[*i];
+            *i += 1;
+            v |= ((b & 0x7f) as u64) << shift;
+            shift += 7;
+            if b < 0x80 {
+                return v;
+            }
+        }
+    };
+    while i < pb.len() {
+        let tag = varint(&mut i);
+        match (tag >> 3, tag & 7) {
+            (1, 0) => severity = Some(varint(&mut i)),
+            (2, 0) => got_code = varint(&mut i) as u32,
+            (f, 2) => {
+                let l = varint(&mut i) as usize;
+                let s = String::from_utf8_lossy(&pb[i..i + l]).to_string();
+                i += l;
+                if f == 3 {
+                    got_msg = s;
+                } else if f == 4 {
+                    got_state = s;
+                }
+            }
+            other => panic!("unexpected field {other:?}"),
+        }
+    }
+    assert_eq!(severity, Some(0), "severity ERROR");
+    assert_eq!(
+        (got_code, got_state.as_str(), got_msg.as_str()),
+        (code, state, msg)
+    );
+}

@@ -526,3 +526,59 @@ fn sigpipe_does_not_kill_the_router() {
     assert!(r.is_running());
     assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
 }
+
+/// `[logger] sinks = syslog` sends syslog(3)-style datagrams to /dev/log. The router runs
+/// in a private mount namespace whose /dev/log is the test's own socket.
+#[test]
+fn syslog_sink_writes_to_dev_log() {
+    let dir = tmp_dir("syslog");
+    let sock_path = dir.join("log.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = free_port();
+    let conf = dir.join("c.conf");
+    std::fs::write(
+        &conf,
+        format!("[DEFAULT]\nlogging_folder =\n[logger]\nsinks = syslog\nlevel = info\n[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n"),
+    )
+    .unwrap();
+    let script = format!(
+        "mount -t tmpfs tmpfs /dev && ln -s {} /dev/log && exec {} -c {}",
+        sock_path.display(),
+        router_bin(),
+        conf.display()
+    );
+    let mut c = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = sock.recv(&mut buf) {
+        let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        let done = m.contains("Start accepting connections");
+        got.push(m);
+        if done {
+            break;
+        }
+    }
+    signal(c.id() as i32, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    let first = got.first().cloned().unwrap_or_default();
+    // <27> = facility daemon (3) * 8 + severity error (3), for a SYSTEM line.
+    assert!(first.starts_with("<27>"), "{got:?}");
+    assert!(
+        first.contains(&format!(
+            " mysqlrouter[{}]: main SYSTEM Starting 'MySQL Router'",
+            c.id()
+        )),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("<30>") && m.contains("routing INFO [routing:a] started")),
+        "{got:?}"
+    );
+}
