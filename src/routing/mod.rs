@@ -9,26 +9,28 @@
 //! core) accepts on its own duplicate of those sockets and runs the connections it
 //! accepted to the end, so a connection never changes thread.
 
+pub mod admission;
 pub mod connect;
 pub mod listener;
 pub mod policy;
+mod session;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::config::{RouteConfig, Strategy};
 use crate::protocol::errors;
-use crate::protocol::handshake::{Tracker, Verdict};
 use crate::quarantine::Quarantine;
+use admission::{Admission, Refusal};
 use policy::Policy;
+use session::refuse;
 
 /// State shared by all routes of the process.
 pub struct Shared {
@@ -46,12 +48,10 @@ pub struct Route {
     pub cfg: RouteConfig,
     /// The bound listening sockets while the route accepts, `None` while it does not.
     listening: watch::Sender<Option<Arc<Bound>>>,
-    /// Handshake errors per client IP (`max_connect_errors`).
-    connect_errors: std::sync::Mutex<HashMap<IpAddr, u64>>,
+    admission: Admission,
     policy: Policy,
     /// `host:port` of each destination, the quarantine keys.
     keys: Vec<String>,
-    active: AtomicU64,
     shared: Arc<Shared>,
 }
 
@@ -62,18 +62,6 @@ struct Bound {
     unix: Option<std::os::unix::net::UnixListener>,
 }
 
-/// Releases the connection slots when a connection ends, however it ends.
-struct Permit<'a> {
-    route: &'a Route,
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        self.route.active.fetch_sub(1, Ordering::AcqRel);
-        self.route.shared.total.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl Route {
     pub fn new(cfg: RouteConfig, shared: Arc<Shared>) -> Arc<Route> {
         let keys: Vec<String> = cfg.destinations.iter().map(|d| d.address()).collect();
@@ -82,17 +70,16 @@ impl Route {
         }
         Arc::new(Route {
             listening: watch::channel(None).0,
-            connect_errors: Default::default(),
+            admission: Admission::new(cfg.max_connections as u64, cfg.max_connect_errors),
             policy: Policy::new(cfg.strategy, keys.len()),
             keys,
-            active: AtomicU64::new(0),
             shared,
             cfg,
         })
     }
 
     pub fn active(&self) -> u64 {
-        self.active.load(Ordering::Acquire)
+        self.admission.active()
     }
 
     fn endpoints(&self) -> Vec<String> {
@@ -294,42 +281,29 @@ impl Route {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    /// Takes a route and a process slot, or returns the 1040 frame.
-    fn admit(&self) -> Result<Permit<'_>, Vec<u8>> {
-        let too_many = || {
-            errors::accept_error(
-                self.cfg.protocol,
-                errors::ER_CON_COUNT_ERROR,
-                "08004",
-                errors::MSG_TOO_MANY,
-            )
-        };
-        let n = self.active.fetch_add(1, Ordering::AcqRel) + 1;
-        let max = self.cfg.max_connections as u64;
-        if max > 0 && n > max {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!(
-                target: "routing",
-                "[{}] reached max active connections for route ({} max={max})",
-                self.cfg.section,
-                n - 1
-            );
-            return Err(too_many());
-        }
-        let t = self.shared.total.fetch_add(1, Ordering::AcqRel) + 1;
-        if t > self.shared.max_total {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            self.shared.total.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!(
-                target: "routing",
-                "[{}] Total connections count={} exceeds [DEFAULT].max_total_connections={}",
-                self.cfg.section,
-                t - 1,
-                self.shared.max_total
-            );
-            return Err(too_many());
-        }
-        Ok(Permit { route: self })
+    /// Takes a route and a process slot, or logs the refusal and returns the 1040 frame.
+    fn admit(&self) -> Result<admission::Permit<'_>, Vec<u8>> {
+        let sec = &self.cfg.section;
+        self.admission
+            .admit(&self.shared.total, self.shared.max_total)
+            .map_err(|refusal| {
+                match refusal {
+                    Refusal::Route { active, max } => tracing::warn!(
+                        target: "routing",
+                        "[{sec}] reached max active connections for route ({active} max={max})"
+                    ),
+                    Refusal::Total { total, max } => tracing::warn!(
+                        target: "routing",
+                        "[{sec}] Total connections count={total} exceeds [DEFAULT].max_total_connections={max}"
+                    ),
+                }
+                errors::accept_error(
+                    self.cfg.protocol,
+                    errors::ER_CON_COUNT_ERROR,
+                    "08004",
+                    errors::MSG_TOO_MANY,
+                )
+            })
     }
 
     async fn handle<S>(self: Arc<Self>, client: S, peer: String, ip: Option<IpAddr>)
@@ -338,7 +312,7 @@ impl Route {
     {
         let fd = client.as_raw_fd();
         let sec = &self.cfg.section;
-        if ip.is_some_and(|ip| self.is_blocked(ip)) {
+        if ip.is_some_and(|ip| self.admission.is_blocked(ip)) {
             let frame = errors::accept_error(
                 self.cfg.protocol,
                 errors::ER_HOST_IS_BLOCKED,
@@ -391,121 +365,14 @@ impl Route {
         drop(permit);
     }
 
-    /// Handshake (watched, counted) then plain relay; returns the bytes moved, also
-    /// when the handshake failed (which has been logged and counted here).
-    async fn serve_client<C, S>(
-        &self,
-        client: &C,
-        server: &S,
-        peer: &str,
-        ip: Option<IpAddr>,
-    ) -> std::io::Result<crate::relay::Counts>
-    where
-        C: crate::relay::Stream,
-        S: crate::relay::Stream,
-    {
-        let sec = &self.cfg.section;
-        let mut tracker = Tracker::new(self.cfg.protocol);
-        let mut counts = crate::relay::Counts::default();
-        let outcome = tokio::time::timeout(
-            self.cfg.client_connect_timeout,
-            watch_handshake(client, server, &mut tracker, &mut counts),
-        )
-        .await;
-        let failure = match outcome {
-            Ok(Ok(HandshakeEnd::Complete)) => {
-                if let Some(ip) = ip {
-                    self.reset_errors(ip);
-                }
-                let rest = crate::relay::relay(client, server, self.cfg.net_buffer_length).await?;
-                counts.up += rest.up;
-                counts.down += rest.down;
-                return Ok(counts);
-            }
-            Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(counts),
-            Ok(Ok(HandshakeEnd::Bad)) => {
-                let frame = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
-                if self.cfg.protocol == crate::config::Protocol::Classic {
-                    let _ = crate::relay::send(client, &frame).await;
-                    crate::relay::shutdown_write(client);
-                    crate::relay::drain(client, Duration::from_secs(2)).await;
-                }
-                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
-                true
-            }
-            Ok(Ok(HandshakeEnd::ClientClosed)) | Ok(Err(_)) => {
-                if tracker.client_sent() {
-                    tracing::info!(target: "routing", "[{sec}] {peer} closed connection before finishing handshake");
-                }
-                tracker.client_sent()
-            }
-            Err(_) => {
-                tracing::info!(
-                    target: "routing",
-                    "[{sec}] {peer} did not finish the handshake within client_connect_timeout ({}s)",
-                    self.cfg.client_connect_timeout.as_secs()
-                );
-                true
-            }
-        };
-        if failure {
-            if let Some(ip) = ip {
-                self.count_error(ip, peer);
-            }
-        }
-        Ok(counts)
-    }
-
-    fn errors_map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u64>> {
-        self.connect_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn is_blocked(&self, ip: IpAddr) -> bool {
-        self.errors_map()
-            .get(&ip)
-            .is_some_and(|n| *n >= self.cfg.max_connect_errors)
-    }
-
-    fn reset_errors(&self, ip: IpAddr) {
-        let mut m = self.errors_map();
-        if m.get(&ip).is_some_and(|n| *n < self.cfg.max_connect_errors) {
-            m.remove(&ip);
-        }
-    }
-
-    fn count_error(&self, ip: IpAddr, peer: &str) {
-        let sec = &self.cfg.section;
-        let n = {
-            let mut m = self.errors_map();
-            let n = m.entry(ip).or_insert(0);
-            *n += 1;
-            *n
-        };
-        tracing::info!(target: "routing", "[{sec}] incrementing error counter for host of {peer} (now {n})");
-        if n == self.cfg.max_connect_errors {
-            tracing::warn!(target: "routing", "[{sec}] blocking client host for {peer}");
-        }
-    }
-
     /// Blocked client IPs of this route.
     pub fn blocked_hosts(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self
-            .errors_map()
-            .iter()
-            .filter(|(_, n)| **n >= self.cfg.max_connect_errors)
-            .map(|(ip, _)| *ip)
-            .collect();
-        v.sort();
-        v
+        self.admission.blocked_hosts()
     }
 
     /// Forgets all handshake errors (SIGUSR1); returns the hosts that were blocked.
     pub fn clear_blocked(&self) -> Vec<IpAddr> {
-        let blocked = self.blocked_hosts();
-        self.errors_map().clear();
-        blocked
+        self.admission.clear_blocked()
     }
 
     /// Tries the destinations in the policy's order. `None` when none connected (the
@@ -553,61 +420,6 @@ impl Route {
     }
 }
 
-enum HandshakeEnd {
-    Complete,
-    Bad,
-    ClientClosed,
-    ServerClosed,
-}
-
-/// Forwards bytes both ways, unchanged, while the tracker follows the handshake.
-async fn watch_handshake<C, S>(
-    client: &C,
-    server: &S,
-    tracker: &mut Tracker,
-    counts: &mut crate::relay::Counts,
-) -> std::io::Result<HandshakeEnd>
-where
-    C: crate::relay::Stream,
-    S: crate::relay::Stream,
-{
-    use crate::relay::{recv, send};
-    // Handshake packets are small; these buffers exist only during the handshake.
-    let mut cbuf = vec![0u8; 2048];
-    let mut sbuf = vec![0u8; 2048];
-    loop {
-        tokio::select! {
-            r = recv(client, &mut cbuf), if tracker.client_turn() => {
-                let n = r?;
-                if n == 0 {
-                    return Ok(HandshakeEnd::ClientClosed);
-                }
-                let v = tracker.on_client(&cbuf[..n]);
-                if v == Verdict::Bad {
-                    return Ok(HandshakeEnd::Bad);
-                }
-                send(server, &cbuf[..n]).await?;
-                counts.up += n as u64;
-                if v == Verdict::Complete {
-                    return Ok(HandshakeEnd::Complete);
-                }
-            }
-            r = recv(server, &mut sbuf) => {
-                let n = r?;
-                if n == 0 {
-                    return Ok(HandshakeEnd::ServerClosed);
-                }
-                let v = tracker.on_server(&sbuf[..n]);
-                send(client, &sbuf[..n]).await?;
-                counts.down += n as u64;
-                if v == Verdict::Complete {
-                    return Ok(HandshakeEnd::Complete);
-                }
-            }
-        }
-    }
-}
-
 async fn accept_tcp(
     l: &Option<TcpListener>,
 ) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
@@ -624,22 +436,4 @@ async fn accept_unix(
         Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
-}
-
-/// Sends an error frame, half-closes, and waits (bounded) for the client to close, so
-/// the client reads the error rather than a reset.
-pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, frame: &[u8]) {
-    if client.write_all(frame).await.is_err() {
-        return;
-    }
-    let _ = client.shutdown().await;
-    let mut sink = [0u8; 512];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Ok(n) = client.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
 }

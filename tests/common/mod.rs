@@ -24,9 +24,22 @@ fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
+/// This test process's temp folder. Folders left by earlier test processes that are
+/// gone (a test binary cannot clean up after its last test) are removed first.
 fn tmp_root() -> &'static PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .strip_prefix("mysqlrouter-tests-")
+                    .and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let d = std::env::temp_dir().join(format!("mysqlrouter-tests-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("create temp root");
         d
@@ -59,6 +72,7 @@ fn template_datadir() -> &'static PathBuf {
             &format!("--datadir={}", data.display()),
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
+            "--innodb-log-file-size=4M",
         ]);
         if is_root() {
             cmd.arg("--user=mysql");
@@ -82,6 +96,7 @@ fn template_datadir() -> &'static PathBuf {
             .expect("mariadb client");
         assert!(ok.success());
         s.stop();
+        s.keep_dir = true;
         data
     })
 }
@@ -102,6 +117,8 @@ pub struct MariaDb {
     data: PathBuf,
     pub socket: PathBuf,
     child: Option<Child>,
+    /// The template's folder outlives its setup server.
+    keep_dir: bool,
 }
 
 impl MariaDb {
@@ -124,6 +141,7 @@ impl MariaDb {
             dir,
             data,
             child: None,
+            keep_dir: false,
         };
         m.restart();
         m
@@ -147,6 +165,8 @@ impl MariaDb {
             "--back-log=2000".into(),
             "--performance-schema=OFF".into(),
             "--innodb-buffer-pool-size=16M".into(),
+            // Small redo log: each test server's datadir is a copy (disk and time).
+            "--innodb-log-file-size=4M".into(),
             "--skip-log-bin".into(),
             "--thread-handling=one-thread-per-connection".into(),
         ]);
@@ -202,6 +222,9 @@ impl MariaDb {
 impl Drop for MariaDb {
     fn drop(&mut self) {
         self.kill();
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -341,6 +364,7 @@ impl Drop for Router {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

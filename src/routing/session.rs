@@ -1,0 +1,162 @@
+//! One client session after its server is connected: the watched handshake (which
+//! feeds `max_connect_errors`), then the plain relay; and the error-frame goodbye for
+//! clients that are refused.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::Route;
+use crate::protocol::errors;
+use crate::protocol::handshake::{Tracker, Verdict};
+use crate::relay::{self, Counts, Stream};
+
+impl Route {
+    /// Handshake (watched, counted) then plain relay; returns the bytes moved, also
+    /// when the handshake failed (which has been logged and counted here).
+    pub(super) async fn serve_client<C, S>(
+        &self,
+        client: &C,
+        server: &S,
+        peer: &str,
+        ip: Option<IpAddr>,
+    ) -> std::io::Result<Counts>
+    where
+        C: Stream,
+        S: Stream,
+    {
+        let sec = &self.cfg.section;
+        let mut tracker = Tracker::new(self.cfg.protocol);
+        let mut counts = Counts::default();
+        let outcome = tokio::time::timeout(
+            self.cfg.client_connect_timeout,
+            watch_handshake(client, server, &mut tracker, &mut counts),
+        )
+        .await;
+        let failure = match outcome {
+            Ok(Ok(HandshakeEnd::Complete)) => {
+                if let Some(ip) = ip {
+                    self.admission.reset(ip);
+                }
+                let rest = relay::relay(client, server, self.cfg.net_buffer_length).await?;
+                counts.up += rest.up;
+                counts.down += rest.down;
+                return Ok(counts);
+            }
+            Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(counts),
+            Ok(Ok(HandshakeEnd::Bad)) => {
+                let frame = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
+                if self.cfg.protocol == crate::config::Protocol::Classic {
+                    let _ = relay::send(client, &frame).await;
+                    relay::shutdown_write(client);
+                    relay::drain(client, Duration::from_secs(2)).await;
+                }
+                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
+                true
+            }
+            Ok(Ok(HandshakeEnd::ClientClosed)) | Ok(Err(_)) => {
+                if tracker.client_sent() {
+                    tracing::info!(target: "routing", "[{sec}] {peer} closed connection before finishing handshake");
+                }
+                tracker.client_sent()
+            }
+            Err(_) => {
+                tracing::info!(
+                    target: "routing",
+                    "[{sec}] {peer} did not finish the handshake within client_connect_timeout ({}s)",
+                    self.cfg.client_connect_timeout.as_secs()
+                );
+                true
+            }
+        };
+        if failure {
+            if let Some(ip) = ip {
+                self.count_error(ip, peer);
+            }
+        }
+        Ok(counts)
+    }
+
+    fn count_error(&self, ip: IpAddr, peer: &str) {
+        let sec = &self.cfg.section;
+        let (n, blocked) = self.admission.count_error(ip);
+        tracing::info!(target: "routing", "[{sec}] incrementing error counter for host of {peer} (now {n})");
+        if blocked {
+            tracing::warn!(target: "routing", "[{sec}] blocking client host for {peer}");
+        }
+    }
+}
+
+enum HandshakeEnd {
+    Complete,
+    Bad,
+    ClientClosed,
+    ServerClosed,
+}
+
+/// Forwards bytes both ways, unchanged, while the tracker follows the handshake.
+async fn watch_handshake<C, S>(
+    client: &C,
+    server: &S,
+    tracker: &mut Tracker,
+    counts: &mut Counts,
+) -> std::io::Result<HandshakeEnd>
+where
+    C: Stream,
+    S: Stream,
+{
+    use relay::{recv, send};
+    // Handshake packets are small; these buffers exist only during the handshake.
+    let mut cbuf = vec![0u8; 2048];
+    let mut sbuf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            r = recv(client, &mut cbuf), if tracker.client_turn() => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(HandshakeEnd::ClientClosed);
+                }
+                let v = tracker.on_client(&cbuf[..n]);
+                if v == Verdict::Bad {
+                    return Ok(HandshakeEnd::Bad);
+                }
+                send(server, &cbuf[..n]).await?;
+                counts.up += n as u64;
+                if v == Verdict::Complete {
+                    return Ok(HandshakeEnd::Complete);
+                }
+            }
+            r = recv(server, &mut sbuf) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(HandshakeEnd::ServerClosed);
+                }
+                let v = tracker.on_server(&sbuf[..n]);
+                send(client, &sbuf[..n]).await?;
+                counts.down += n as u64;
+                if v == Verdict::Complete {
+                    return Ok(HandshakeEnd::Complete);
+                }
+            }
+        }
+    }
+}
+
+/// Sends an error frame, half-closes, and waits (bounded) for the client to close, so
+/// the client reads the error rather than a reset.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, frame: &[u8]) {
+    if client.write_all(frame).await.is_err() {
+        return;
+    }
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
