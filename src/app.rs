@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::cli::RunArgs;
@@ -146,20 +145,58 @@ fn log_notice(domain: &'static str, level: Level, msg: &str) {
     }
 }
 
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-    usr1: tokio::signal::unix::Signal,
+/// What a signal asks of the running router.
+enum SigEvent {
+    /// SIGTERM/SIGINT, with the reason for the Stopping line.
+    Stop(String),
+    /// SIGHUP: reopen the log file.
+    Reopen,
+    /// SIGUSR1: unblock client hosts.
+    Unblock,
 }
 
+type Signals = tokio::sync::mpsc::UnboundedReceiver<SigEvent>;
+
+/// Takes over TERM, INT, HUP and USR1 on a dedicated thread (as MySQL Router does with
+/// sigwait) and forwards them to the main runtime.
 fn install_signals() -> std::io::Result<Signals> {
-    Ok(Signals {
-        term: signal(SignalKind::terminate())?,
-        int: signal(SignalKind::interrupt())?,
-        hup: signal(SignalKind::hangup())?,
-        usr1: signal(SignalKind::user_defined1())?,
-    })
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::iterator::SignalsInfo;
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for info in signals.forever() {
+                let event = match info.signal {
+                    SIGHUP => SigEvent::Reopen,
+                    SIGUSR1 => SigEvent::Unblock,
+                    sig => SigEvent::Stop(stop_reason(sig, info.process.map(|p| (p.pid, p.uid)))),
+                };
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// `REQUESTED (Signal Terminated sent by UID: 0 and PID: 123)`, MySQL Router's text.
+fn stop_reason(sig: i32, origin: Option<(i32, u32)>) -> String {
+    // SAFETY: strsignal returns a pointer to a static or thread-local string.
+    let name = unsafe {
+        let p = libc::strsignal(sig);
+        if p.is_null() {
+            format!("{sig}")
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    match origin {
+        Some((pid, uid)) => format!("REQUESTED (Signal {name} sent by UID: {uid} and PID: {pid})"),
+        None => format!("REQUESTED (Signal {name})"),
+    }
 }
 
 /// Runs all routes until a stop signal; returns (exit status, stop reason).
@@ -217,16 +254,19 @@ async fn serve(
     process::notify("READY=1\nSTATUS=running\n");
 
     let (code, reason) = loop {
-        tokio::select! {
-            _ = signals.term.recv() => break (0, "REQUESTED (SIGTERM)".to_string()),
-            _ = signals.int.recv() => break (0, "REQUESTED (SIGINT)".to_string()),
-            _ = signals.hup.recv() => {
+        match signals.recv().await {
+            None => break (fail("the signal thread ended".into()), "error".to_string()),
+            Some(SigEvent::Stop(reason)) => break (0, reason),
+            Some(SigEvent::Reopen) => {
                 if let Err(e) = logging::reopen() {
-                    break (fail(format!("reopening the log file failed: {e}")), "error".to_string());
+                    break (
+                        fail(format!("reopening the log file failed: {e}")),
+                        "error".to_string(),
+                    );
                 }
                 tracing::info!(target: "main", "log file reopened (SIGHUP)");
             }
-            _ = signals.usr1.recv() => {
+            Some(SigEvent::Unblock) => {
                 let mut total = 0;
                 for r in &routes {
                     let hosts = r.clear_blocked();

@@ -298,7 +298,11 @@ fn sigterm_stops_accepting_drains_and_removes_pid_file() {
     assert!(log.contains("closing 1 active connection(s)"), "{log}");
     assert!(
         log.contains("Stopping 'MySQL Router', version: ")
-            && log.contains("reason: REQUESTED (SIGTERM)")
+            && log.contains(&format!(
+                "reason: REQUESTED (Signal Terminated sent by UID: {} and PID: {})",
+                nix::unistd::Uid::current(),
+                std::process::id()
+            ))
     );
 }
 
