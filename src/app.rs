@@ -115,14 +115,21 @@ pub fn run(args: RunArgs) -> i32 {
     finish(code, &reason)
 }
 
+/// Logs the Stopping line (unless already logged: `reason` empty) and flushes the log.
 fn finish(code: i32, reason: &str) -> i32 {
+    if !reason.is_empty() {
+        log_stopping(reason);
+    }
+    logging::flush();
+    code
+}
+
+fn log_stopping(reason: &str) {
     system!(
         target: "main",
         "Stopping 'MySQL Router', version: {}, reason: {reason}",
         crate::version_string()
     );
-    logging::flush();
-    code
 }
 
 fn log_notice(domain: &'static str, level: Level, msg: &str) {
@@ -223,19 +230,8 @@ async fn serve(
         .iter()
         .map(|r| Route::new(r.clone(), shared.clone()))
         .collect();
-    let mut tasks = Vec::new();
-    for r in &routes {
-        match r.start() {
-            Ok(h) => tasks.push(h),
-            Err(e) => {
-                let _ = stop_tx.send(true);
-                for t in tasks {
-                    let _ = t.await;
-                }
-                return (fail(e), "error".into());
-            }
-        }
-    }
+    // Workers first (they wait for the routes' sockets), as MySQL Router starts its io
+    // threads before the routes.
     let (exit_tx, exit_rx) = watch::channel(false);
     let workers = match start_workers(config.io_threads, &routes, exit_rx) {
         Ok(w) => w,
@@ -246,6 +242,21 @@ async fn serve(
             )
         }
     };
+    let mut tasks = Vec::new();
+    for r in &routes {
+        match r.start() {
+            Ok(h) => tasks.push(h),
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                let _ = exit_tx.send(true);
+                join_workers(workers).await;
+                return (fail(e), "error".into());
+            }
+        }
+    }
     let probe = {
         let q = quarantine.clone();
         let stop = stop_rx.clone();
@@ -256,7 +267,10 @@ async fn serve(
     let (code, reason) = loop {
         match signals.recv().await {
             None => break (fail("the signal thread ended".into()), "error".to_string()),
-            Some(SigEvent::Stop(reason)) => break (0, reason),
+            Some(SigEvent::Stop(reason)) => {
+                log_stopping(&reason);
+                break (0, String::new());
+            }
             Some(SigEvent::Reopen) => {
                 if let Err(e) = logging::reopen() {
                     break (
@@ -309,10 +323,14 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = exit_tx.send(true);
+    join_workers(workers).await;
+    (code, reason)
+}
+
+async fn join_workers(workers: Vec<std::thread::JoinHandle<()>>) {
     for w in workers {
         let _ = tokio::task::spawn_blocking(move || w.join()).await;
     }
-    (code, reason)
 }
 
 /// One thread with a single-threaded runtime per worker: each accepts on every route

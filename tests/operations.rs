@@ -113,9 +113,21 @@ fn log_format_file_sink_and_folder_creation() {
         "Stop accepting connections for routing routing:ops listening on 127.0.0.1:{port}"
     )));
     assert!(text.contains("[routing:ops] stopped"));
+    // MySQL Router's order: the Stopping line as soon as the signal arrives, then the
+    // routes stop.
+    let stopping = text
+        .find("Stopping 'MySQL Router', version: ")
+        .expect("Stopping line");
+    let stop_accepting = text
+        .find("Stop accepting connections")
+        .expect("Stop accepting line");
+    assert!(stopping < stop_accepting, "{text}");
     assert!(
-        text.lines().last().unwrap().contains("main SYSTEM")
-            && text.contains("Stopping 'MySQL Router', version: ")
+        text.lines()
+            .last()
+            .unwrap()
+            .contains("[routing:ops] stopped"),
+        "{text}"
     );
 }
 
