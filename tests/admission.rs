@@ -460,3 +460,41 @@ fn assert_x_error(frame: &[u8], code: u32, state: &str, msg: &str) {
         (code, state, msg)
     );
 }
+
+/// A server that accepts but never greets is not the client's fault: the client is
+/// disconnected after client_connect_timeout but not counted.
+#[test]
+fn silent_server_does_not_count_against_the_client() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bport = backend.local_addr().unwrap().port();
+    let port = free_port();
+    let body = format!(
+        "[routing:s]\nbind_port = {port}\ndestinations = 127.0.0.1:{bport}\nrouting_strategy = first-available\nclient_connect_timeout = 2\nmax_connect_errors = 1\n"
+    );
+    let r = Router::start(&body, &[port]);
+    let hold = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        for _ in 0..2 {
+            if let Ok((s, _)) = backend.accept() {
+                v.push(s);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(8));
+        drop(v);
+    });
+    for _ in 0..2 {
+        let t = Instant::now();
+        let got = raw_exchange(port, b"", Duration::from_secs(10));
+        assert!(got.is_empty(), "{got:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+    assert!(r
+        .log_text()
+        .contains("sent no greeting within client_connect_timeout (2s)"));
+    assert!(
+        !r.log_text().contains("incrementing error counter"),
+        "{}",
+        r.log_text()
+    );
+    drop(hold);
+}

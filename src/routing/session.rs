@@ -61,6 +61,15 @@ impl Route {
                 }
                 tracker.client_sent()
             }
+            // A server that never sent its greeting is not the client's fault.
+            Err(_) if !tracker.client_turn() => {
+                tracing::warn!(
+                    target: "routing",
+                    "[{sec}] the server for {peer} sent no greeting within client_connect_timeout ({}s)",
+                    self.cfg.client_connect_timeout.as_secs()
+                );
+                false
+            }
             Err(_) => {
                 tracing::info!(
                     target: "routing",
