@@ -1,5 +1,6 @@
 //! Start-up, the running router, and shutdown, in MySQL Router's order:
-//! user switch → config → logging → pid file → listeners → READY → signals → drain.
+//! user switch → config → logging → signal handlers → pid file → I/O threads →
+//! listeners → READY → (signals) → stop accepting → drain → pid file removed.
 //!
 //! Errors before logging is up are printed raw on stderr (`Error: ...`); later ones are
 //! log lines, and also printed on stderr when the log does not go to the console, so a
@@ -82,16 +83,13 @@ pub fn run(args: RunArgs) -> i32 {
         Err(e) => return finish(fail(format!("cannot start the I/O runtime: {e}")), "error"),
     };
     // Signal handlers before the pid file: whoever reads the pid may signal at once.
-    let signals = {
-        let _in_runtime = runtime.enter();
-        match install_signals() {
-            Ok(s) => s,
-            Err(e) => {
-                return finish(
-                    fail(format!("cannot install signal handlers: {e}")),
-                    "error",
-                )
-            }
+    let signals = match install_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            return finish(
+                fail(format!("cannot install signal handlers: {e}")),
+                "error",
+            )
         }
     };
     let pid_file = match process::pid_file_path(
@@ -280,17 +278,7 @@ async fn serve(
                 }
                 tracing::info!(target: "main", "log file reopened (SIGHUP)");
             }
-            Some(SigEvent::Unblock) => {
-                let mut total = 0;
-                for r in &routes {
-                    let hosts = r.clear_blocked();
-                    total += hosts.len();
-                    for h in hosts {
-                        tracing::warn!(target: "routing", "[{}] unblocked client host {h} (SIGUSR1)", r.cfg.section);
-                    }
-                }
-                tracing::warn!(target: "main", "SIGUSR1: cleared connection error counters of all routes, {total} blocked host(s) unblocked");
-            }
+            Some(SigEvent::Unblock) => unblock_all(&routes),
         }
     };
 
@@ -300,31 +288,52 @@ async fn serve(
         let _ = t.await;
     }
     let _ = probe.await;
-    // Drain: let active connections finish for a while, then close the rest.
-    let deadline = Instant::now() + config.default.shutdown_timeout;
+    drain(&shared, config.default.shutdown_timeout, close_tx).await;
+    let _ = exit_tx.send(true);
+    join_workers(workers).await;
+    (code, reason)
+}
+
+/// SIGUSR1: forget the handshake errors of every route, logging each unblocked host.
+fn unblock_all(routes: &[Arc<Route>]) {
+    let mut total = 0;
+    for r in routes {
+        let hosts = r.clear_blocked();
+        total += hosts.len();
+        for h in hosts {
+            tracing::warn!(target: "routing", "[{}] unblocked client host {h} (SIGUSR1)", r.cfg.section);
+        }
+    }
+    tracing::warn!(
+        target: "main",
+        "SIGUSR1: cleared connection error counters of all routes, {total} blocked host(s) unblocked"
+    );
+}
+
+/// Lets active connections finish for up to `timeout`, then tells them to close and
+/// waits (2 s at most) until they have.
+async fn drain(shared: &Shared, timeout: Duration, close: watch::Sender<bool>) {
     let active = || shared.total.load(Ordering::Acquire);
-    if active() > 0 {
+    if active() > 0 && !timeout.is_zero() {
         tracing::info!(
             target: "main",
             "waiting up to {} for {} active connection(s) to finish",
-            humantime::format_duration(config.default.shutdown_timeout),
+            humantime::format_duration(timeout),
             active()
         );
     }
+    let deadline = Instant::now() + timeout;
     while active() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if active() > 0 {
         tracing::info!(target: "main", "closing {} active connection(s)", active());
     }
-    let _ = close_tx.send(true);
+    let _ = close.send(true);
     let hard = Instant::now() + Duration::from_secs(2);
     while active() > 0 && Instant::now() < hard {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = exit_tx.send(true);
-    join_workers(workers).await;
-    (code, reason)
 }
 
 async fn join_workers(workers: Vec<std::thread::JoinHandle<()>>) {
