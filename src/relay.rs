@@ -176,8 +176,12 @@ fn splice_flags() -> SpliceFFlags {
 
 /// `from` → `to` with splice(2) until end-of-stream. The pipe is always drained before
 /// the next splice from the socket, so EAGAIN from the socket side means "no data".
-async fn splice_pump<F: Stream, T: Stream>(from: &F, to: &T, pipe: Pipe) -> io::Result<u64> {
-    let mut total = 0u64;
+async fn splice_pump<F: Stream, T: Stream>(
+    from: &F,
+    to: &T,
+    pipe: Pipe,
+    total: &mut u64,
+) -> io::Result<()> {
     loop {
         let r = from.try_io(Interest::READABLE, || {
             splice(from.as_fd(), None, &pipe.w, None, PIPE_SIZE, splice_flags())
@@ -186,7 +190,7 @@ async fn splice_pump<F: Stream, T: Stream>(from: &F, to: &T, pipe: Pipe) -> io::
         let mut buffered = match r {
             Ok(0) => {
                 shutdown_write(to);
-                return Ok(total);
+                return Ok(());
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -195,7 +199,7 @@ async fn splice_pump<F: Stream, T: Stream>(from: &F, to: &T, pipe: Pipe) -> io::
             }
             Err(e) => return Err(e),
         };
-        total += buffered as u64;
+        *total += buffered as u64;
         while buffered > 0 {
             let w = to.try_io(Interest::WRITABLE, || {
                 splice(&pipe.r, None, to.as_fd(), None, buffered, splice_flags())
@@ -211,26 +215,31 @@ async fn splice_pump<F: Stream, T: Stream>(from: &F, to: &T, pipe: Pipe) -> io::
     }
 }
 
-/// Copies `from` → `to` until end-of-stream, then half-closes `to`.
-pub async fn pump<F: Stream, T: Stream>(from: &F, to: &T, size: usize) -> io::Result<u64> {
-    let mut total = 0u64;
+/// Copies `from` → `to` until end-of-stream, then half-closes `to`. Bytes moved are
+/// added to `total` as they go, so they are known even if the relay stops early.
+pub async fn pump<F: Stream, T: Stream>(
+    from: &F,
+    to: &T,
+    size: usize,
+    total: &mut u64,
+) -> io::Result<()> {
     loop {
         match step(from, to, size)? {
             Step::Done(n) => {
-                total += n as u64;
+                *total += n as u64;
                 if n == size {
                     if let Some(pipe) = Pipe::new() {
-                        return Ok(total + splice_pump(from, to, pipe).await?);
+                        return splice_pump(from, to, pipe, total).await;
                     }
                 }
             }
             Step::Partial(n, rest) => {
-                total += n as u64;
+                *total += n as u64;
                 write_all(to, &rest).await?;
             }
             Step::Eof => {
                 shutdown_write(to);
-                return Ok(total);
+                return Ok(());
             }
             Step::WouldBlock => from.readable().await?,
         }
@@ -238,13 +247,34 @@ pub async fn pump<F: Stream, T: Stream>(from: &F, to: &T, size: usize) -> io::Re
 }
 
 /// Relays until both directions are finished; a reset or error on either side ends it.
+///
+/// The two ends are not symmetric. A client's end-of-stream (e.g. after COM_QUIT) is
+/// passed on and the server's remaining bytes still flow back. The server's
+/// end-of-stream means the session is over (MySQL servers close, they do not
+/// half-close): it is passed on and the relay ends, so a client that does not read
+/// (an idle pooled connection) does not keep its slot and descriptors.
 pub async fn relay<C: Stream, S: Stream>(
     client: &C,
     server: &S,
     size: usize,
 ) -> io::Result<Counts> {
-    let (up, down) = tokio::try_join!(pump(client, server, size), pump(server, client, size))?;
-    Ok(Counts { up, down })
+    let (mut up, mut down) = (0u64, 0u64);
+    let result = {
+        let up_pump = pump(client, server, size, &mut up);
+        let down_pump = pump(server, client, size, &mut down);
+        tokio::pin!(up_pump, down_pump);
+        let mut up_done = false;
+        loop {
+            tokio::select! {
+                r = &mut up_pump, if !up_done => match r {
+                    Ok(()) => up_done = true,
+                    Err(e) => break Err(e),
+                },
+                r = &mut down_pump => break r,
+            }
+        }
+    };
+    result.map(|()| Counts { up, down })
 }
 
 /// Writes all of `data` to `to` (used by the handshake phase).
@@ -322,5 +352,23 @@ mod tests {
                 down: 24
             }
         );
+    }
+
+    #[tokio::test]
+    async fn server_close_ends_the_relay_even_if_the_client_stays() {
+        let (mut client_app, c_side) = pair().await;
+        let (s_side, mut server_app) = pair().await;
+        let relay = tokio::spawn(async move { relay(&c_side, &s_side, 1024).await });
+        server_app.write_all(b"bye").await.unwrap();
+        drop(server_app);
+        let counts = tokio::time::timeout(std::time::Duration::from_secs(2), relay)
+            .await
+            .expect("relay ended although the client never closed")
+            .unwrap()
+            .unwrap();
+        assert_eq!(counts, Counts { up: 0, down: 3 });
+        let mut got = Vec::new();
+        client_app.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
     }
 }

@@ -324,3 +324,31 @@ fn bytes_pass_unchanged_in_both_directions() {
     };
     assert_eq!(run(port), run(s1.port));
 }
+
+/// When the server ends a session (here its wait_timeout) the router closes the
+/// client's side too, even if the client never reads again: no descriptors or slots
+/// are held by idle, dead sessions.
+#[test]
+fn server_side_close_releases_an_idle_client() {
+    let s1 = MariaDb::start();
+    let port = free_port();
+    let r = Router::start(&route("rr", port, "round-robin", &[&s1]), &[port]);
+    let idle_fds = r.fd_count();
+    rt().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let mut c = mysql_async::Conn::new(opts(port)).await.unwrap();
+        c.query_drop("SET SESSION wait_timeout = 1").await.unwrap();
+        assert!(r.fd_count() > idle_fds);
+        // The client stays idle; the server closes after 1 s.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while r.fd_count() > idle_fds && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            r.fd_count(),
+            idle_fds,
+            "router still holds the dead session"
+        );
+        assert!(c.query_drop("SELECT 1").await.is_err());
+    });
+}
