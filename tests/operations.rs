@@ -192,20 +192,22 @@ fn logrotate_rename_and_hup_under_load_loses_no_line() {
     let load = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut n = 0usize;
+            // (clients that got the greeting, clients that connected at all)
+            let (mut greeted, mut connected) = (0usize, 0usize);
             let deadline = Instant::now() + Duration::from_secs(30);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
-                // raw TCP clients: connect, read the greeting, send COM_QUIT-less close
+                // raw TCP clients: connect, read the greeting, close
                 if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                     use std::io::Read;
+                    connected += 1;
                     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                     let mut g = [0u8; 256];
                     if s.read(&mut g).unwrap_or(0) > 0 {
-                        n += 1;
+                        greeted += 1;
                     }
                 }
             }
-            n
+            (greeted, connected)
         })
     };
     std::thread::sleep(Duration::from_millis(700));
@@ -214,7 +216,7 @@ fn logrotate_rename_and_hup_under_load_loses_no_line() {
     signal(r.pid(), Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(700));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let n = load.join().unwrap();
+    let (n, connected) = load.join().unwrap();
     assert!(n > 20, "only {n} clients");
     // Let the last close lines be written.
     std::thread::sleep(Duration::from_millis(500));
@@ -223,8 +225,13 @@ fn logrotate_rename_and_hup_under_load_loses_no_line() {
     let count = |t: &str, pat: &str| t.lines().filter(|l| l.contains(pat)).count();
     let accepted = count(&old, "connection accepted at") + count(&new, "connection accepted at");
     let closed = count(&old, "connection closed") + count(&new, "connection closed");
-    assert_eq!(accepted, n, "accepted lines in both files");
-    assert_eq!(closed, n, "closed lines in both files");
+    // Every client the router served has its accepted and its closed line in one of the
+    // two files (a client that timed out before its greeting is still logged).
+    assert!(
+        (n..=connected).contains(&accepted),
+        "accepted lines {accepted}, clients greeted {n}, connected {connected}"
+    );
+    assert_eq!(closed, accepted, "a closed line for every accepted one");
     assert!(
         count(&new, "connection accepted at") > 0,
         "new file is written after HUP"
