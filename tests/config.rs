@@ -125,6 +125,7 @@ fn error_table() {
         (rt("[destination_status]\nerror_quarantine_threshold = 0\n"), "option error_quarantine_threshold in [destination_status] needs value between 1 and 65535 inclusive, was '0'"),
         (rt("[destination_status]\nerror_quarantine_interval = 3601\n"), "option error_quarantine_interval in [destination_status] needs value between 1 and 3600 inclusive, was '3601'"),
         (rt("[destination_status:a]\n[destination_status:b]\n"), "[destination_status] already loaded."),
+        (rt("[io]\nthreads = 2000\n"), "option threads in [io] needs value between 0 and 1024 inclusive, was '2000'"),
     ];
     assert!(cases.len() >= 40);
     let mut failures = Vec::new();

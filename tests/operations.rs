@@ -55,7 +55,7 @@ fn log_format_file_sink_and_folder_creation() {
     std::fs::write(
         &conf,
         format!(
-            "[DEFAULT]\nlogging_folder = {}\n[logger]\nlevel = debug\ntimestamp_precision = ms\n{}",
+            "[DEFAULT]\nlogging_folder = {}\n[logger]\nlevel = debug\ntimestamp_precision = ms\n[io]\nthreads = 3\n{}",
             folder.display(),
             route(port, &s1)
         ),
@@ -109,6 +109,10 @@ fn log_format_file_sink_and_folder_creation() {
         "Start accepting connections for routing routing:ops listening on '127.0.0.1:{port}'"
     )));
     assert!(text.contains(" routing DEBUG [") && text.contains("connection closed (up: "));
+    assert!(
+        text.contains(" io INFO [")
+            && text.contains("starting 3 io-threads, using backend 'linux_epoll'")
+    );
     assert!(text.contains(&format!(
         "Stop accepting connections for routing routing:ops listening on 127.0.0.1:{port}"
     )));
