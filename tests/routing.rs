@@ -352,3 +352,61 @@ fn server_side_close_releases_an_idle_client() {
         assert!(c.query_drop("SELECT 1").await.is_err());
     });
 }
+
+/// MySQL's in-protocol TLS passes through the router untouched (PASSTHROUGH): the client
+/// negotiates TLS with the server itself, and the router counts such a handshake as
+/// completed (with max_connect_errors = 1, a misjudged TLS handshake would block the
+/// host after the first connection).
+#[test]
+fn tls_passes_through_to_the_server() {
+    let certs = tmp_dir("tls");
+    let (key, cert) = (certs.join("key.pem"), certs.join("cert.pem"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s1 = MariaDb::start_with(&[
+        format!("--ssl-cert={}", cert.display()),
+        format!("--ssl-key={}", key.display()),
+    ]);
+    let port = free_port();
+    let body = route("tls", port, "first-available", &[&s1]) + "max_connect_errors = 1\n";
+    let _r = Router::start(&body, &[port]);
+    for _ in 0..3 {
+        let out = std::process::Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", &port.to_string(), "--protocol=TCP", "--ssl", "-u", USER, &format!("-p{PASS}"), "-N", "-B"])
+            .args(["-e", "SELECT @@port, VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_cipher'"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let cols: Vec<&str> = text.trim().split('\t').collect();
+        assert_eq!(cols[0], s1.port.to_string());
+        assert!(
+            cols.len() == 2 && !cols[1].is_empty(),
+            "no TLS cipher: {text:?}"
+        );
+    }
+}

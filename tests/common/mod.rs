@@ -86,7 +86,7 @@ fn template_datadir() -> &'static PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
         // Start once to create the TCP user, then stop.
-        let mut s = MariaDb::start_in(base.clone(), data.clone(), free_port());
+        let mut s = MariaDb::start_in(base.clone(), data.clone(), free_port(), &[]);
         let ok = Command::new("mariadb")
             .args(["-S", s.socket.to_str().unwrap(), "-uroot", "-e"])
             .arg(format!(
@@ -119,10 +119,16 @@ pub struct MariaDb {
     child: Option<Child>,
     /// The template's folder outlives its setup server.
     keep_dir: bool,
+    extra: Vec<String>,
 }
 
 impl MariaDb {
     pub fn start() -> MariaDb {
+        Self::start_with(&[])
+    }
+
+    /// A server with extra `mariadbd` options (kept for restarts).
+    pub fn start_with(extra: &[String]) -> MariaDb {
         let template = template_datadir();
         let dir = tmp_dir("mariadb");
         let data = dir.join("data");
@@ -131,10 +137,10 @@ impl MariaDb {
             .status()
             .expect("cp");
         assert!(st.success());
-        Self::start_in(dir, data, free_port())
+        Self::start_in(dir, data, free_port(), extra)
     }
 
-    fn start_in(dir: PathBuf, data: PathBuf, port: u16) -> MariaDb {
+    fn start_in(dir: PathBuf, data: PathBuf, port: u16, extra: &[String]) -> MariaDb {
         let mut m = MariaDb {
             port,
             socket: dir.join("sock"),
@@ -142,6 +148,7 @@ impl MariaDb {
             data,
             child: None,
             keep_dir: false,
+            extra: extra.to_vec(),
         };
         m.restart();
         m
@@ -170,6 +177,7 @@ impl MariaDb {
             "--skip-log-bin".into(),
             "--thread-handling=one-thread-per-connection".into(),
         ]);
+        cmd.args(&self.extra);
         if is_root() {
             cmd.arg("--user=mysql");
         }
