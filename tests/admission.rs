@@ -415,8 +415,16 @@ fn x_protocol_errors_are_mysqlx_frames() {
     );
 }
 
-/// Decodes a `Mysqlx.Error` frame: u32 length, type 1, then protobuf fields.
 fn assert_x_error(frame: &[u8], code: u32, state: &str, msg: &str) {
+    assert_eq!(
+        decode_x_error(frame),
+        (code, state.to_string(), msg.to_string())
+    );
+}
+
+/// Decodes a `Mysqlx.Error` frame (u32 length, type 1, protobuf fields) into
+/// (code, sql_state, message); asserts severity ERROR.
+fn decode_x_error(frame: &[u8]) -> (u32, String, String) {
     assert!(frame.len() > 5, "{frame:?}");
     let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
     assert_eq!(len, frame.len() - 4, "{frame:?}");
@@ -455,10 +463,7 @@ fn assert_x_error(frame: &[u8], code: u32, state: &str, msg: &str) {
         }
     }
     assert_eq!(severity, Some(0), "severity ERROR");
-    assert_eq!(
-        (got_code, got_state.as_str(), got_msg.as_str()),
-        (code, state, msg)
-    );
+    (got_code, got_state, got_msg)
 }
 
 /// A server that accepts but never greets is not the client's fault: the client is
@@ -497,4 +502,42 @@ fn silent_server_does_not_count_against_the_client() {
         r.log_text()
     );
     drop(hold);
+}
+
+/// X protocol: a client that sends something other than a handshake frame gets a
+/// `Mysqlx.Error` 1043 and is counted; at the limit its host gets 1129 as an X frame.
+#[test]
+fn x_protocol_bad_handshake_is_counted() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bport = backend.local_addr().unwrap().port();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in backend.incoming().take(4).flatten() {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let port = free_port();
+    let body = format!(
+        "[routing:x]\nbind_port = {port}\ndestinations = 127.0.0.1:{bport}\nrouting_strategy = first-available\nprotocol = x\nmax_connect_errors = 2\n"
+    );
+    let r = Router::start(&body, &[port]);
+    for _ in 0..2 {
+        let frame = raw_exchange(
+            port,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        assert_x_error(&frame, 1043, "08S01", "Bad handshake");
+    }
+    assert!(r.wait_log(
+        "[routing:x] blocking client host for 127.0.0.1:",
+        Duration::from_secs(5)
+    ));
+    let (code, state, msg) = decode_x_error(&raw_exchange(port, b"", Duration::from_secs(5)));
+    assert_eq!((code, state.as_str()), (1129, "HY000"));
+    assert!(
+        msg.starts_with("Too many connection errors from 127.0.0.1:"),
+        "{msg}"
+    );
 }

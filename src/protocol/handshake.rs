@@ -14,8 +14,14 @@
 //! * After an SSLRequest, TLS starts and packets are no longer visible: the handshake
 //!   counts as completed once both sides have sent TLS bytes.
 //!
-//! For `protocol = x` the client speaks first; the handshake counts as completed
-//! when the server has answered the client's first bytes.
+//! For `protocol = x` (frames: 4-byte length, 1-byte type) the client speaks first:
+//! * before authentication the client may only send capability, authentication and
+//!   close frames (types 1–7) of at most 1 MiB; anything else is a bad handshake;
+//! * the server's `SESS_AUTHENTICATE_OK` completes the handshake, and so does its ERROR
+//!   after the client started authenticating (the server's verdict); a client's
+//!   `CON_CLOSE` is a clean goodbye, not an error;
+//! * after `CON_CAPABILITIES_SET` and the server's OK, a TLS record from the client
+//!   means TLS has started: completed once both sides have sent TLS bytes.
 
 use crate::config::Protocol;
 
@@ -39,8 +45,8 @@ enum State {
     AuthResult,
     /// After SSLRequest: (client sent TLS bytes, server sent TLS bytes).
     Tls(bool, bool),
-    /// X protocol: client bytes seen?
-    X(bool),
+    /// X protocol, before authentication completed.
+    X(XState),
     Done(Verdict),
 }
 
@@ -119,11 +125,72 @@ impl Framer {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct XState {
+    auth_started: bool,
+    caps_set: bool,
+    /// The server said OK after CON_CAPABILITIES_SET: TLS may start.
+    tls_possible: bool,
+}
+
+/// X-protocol client message types allowed before authentication completes.
+const X_CLIENT_PRE_AUTH: std::ops::RangeInclusive<u8> = 1..=7;
+const X_CON_CAPABILITIES_SET: u8 = 2;
+const X_CON_CLOSE: u8 = 3;
+const X_SESS_AUTHENTICATE_START: u8 = 4;
+const X_SERVER_OK: u8 = 0;
+const X_SERVER_ERROR: u8 = 1;
+const X_SESS_AUTHENTICATE_OK: u8 = 4;
+const X_MAX_PRE_AUTH_FRAME: usize = 1 << 20;
+
+/// Splits X-protocol bytes into frames (length, type); payloads are skipped.
+#[derive(Debug, Default, Clone)]
+struct XFramer {
+    hdr: [u8; 5],
+    hdr_len: usize,
+    remaining: usize,
+}
+
+impl XFramer {
+    fn at_boundary(&self) -> bool {
+        self.hdr_len == 0 && self.remaining == 0
+    }
+
+    /// Calls `f(length, type)` per frame header; stops early when `f` returns false.
+    fn feed(&mut self, mut data: &[u8], mut f: impl FnMut(usize, u8) -> bool) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(data.len());
+                self.remaining -= take;
+                data = &data[take..];
+                continue;
+            }
+            let take = (5 - self.hdr_len).min(data.len());
+            self.hdr[self.hdr_len..self.hdr_len + take].copy_from_slice(&data[..take]);
+            self.hdr_len += take;
+            data = &data[take..];
+            if self.hdr_len < 5 {
+                return;
+            }
+            let len =
+                u32::from_le_bytes([self.hdr[0], self.hdr[1], self.hdr[2], self.hdr[3]]) as usize;
+            self.hdr_len = 0;
+            // The length counts the type byte, already read.
+            self.remaining = len.saturating_sub(1);
+            if !f(len, self.hdr[4]) {
+                return;
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Tracker {
     state: State,
     client: Framer,
     server: Framer,
+    x_client: XFramer,
+    x_server: XFramer,
     client_bytes: u64,
 }
 
@@ -132,10 +199,12 @@ impl Tracker {
         Tracker {
             state: match protocol {
                 Protocol::Classic => State::Greeting,
-                Protocol::X => State::X(false),
+                Protocol::X => State::X(XState::default()),
             },
             client: Framer::default(),
             server: Framer::default(),
+            x_client: XFramer::default(),
+            x_server: XFramer::default(),
             client_bytes: 0,
         }
     }
@@ -169,8 +238,23 @@ impl Tracker {
                     State::Tls(c, true)
                 };
             }
-            State::X(true) => self.state = State::Done(Verdict::Complete),
-            State::X(false) | State::Done(_) => {}
+            State::X(mut x) => {
+                let mut done = false;
+                self.x_server.feed(data, |_, ty| {
+                    if ty == X_SESS_AUTHENTICATE_OK || (ty == X_SERVER_ERROR && x.auth_started) {
+                        done = true;
+                    } else if ty == X_SERVER_OK && x.caps_set {
+                        x.tls_possible = true;
+                    }
+                    !done
+                });
+                self.state = if done {
+                    State::Done(Verdict::Complete)
+                } else {
+                    State::X(x)
+                };
+            }
+            State::Done(_) => {}
             _ => {
                 let mut state = self.state;
                 self.server.feed(data, |h| {
@@ -201,7 +285,36 @@ impl Tracker {
                     State::Tls(true, s)
                 };
             }
-            State::X(_) => self.state = State::X(true),
+            State::X(mut x) => {
+                // A TLS record (16 03 ..) where a frame would start, after the server
+                // accepted CON_CAPABILITIES_SET: TLS has begun.
+                if x.tls_possible
+                    && self.x_client.at_boundary()
+                    && data.len() >= 2
+                    && data[0] == 0x16
+                    && data[1] == 0x03
+                {
+                    self.state = State::Tls(true, false);
+                    return self.verdict();
+                }
+                let mut verdict = None;
+                self.x_client.feed(data, |len, ty| {
+                    if !X_CLIENT_PRE_AUTH.contains(&ty) || len == 0 || len > X_MAX_PRE_AUTH_FRAME {
+                        verdict = Some(Verdict::Bad);
+                    } else if ty == X_CON_CLOSE {
+                        verdict = Some(Verdict::Complete);
+                    } else if ty == X_SESS_AUTHENTICATE_START {
+                        x.auth_started = true;
+                    } else if ty == X_CON_CAPABILITIES_SET {
+                        x.caps_set = true;
+                    }
+                    verdict.is_none()
+                });
+                self.state = match verdict {
+                    Some(v) => State::Done(v),
+                    None => State::X(x),
+                };
+            }
             State::Done(_) => {}
             _ => {
                 let mut state = self.state;
@@ -363,11 +476,61 @@ mod tests {
         assert_eq!(t.on_server(b"\x16\x03\x03\x00\x7a"), Verdict::Complete);
     }
 
+    fn xframe(ty: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = ((payload.len() + 1) as u32).to_le_bytes().to_vec();
+        f.push(ty);
+        f.extend_from_slice(payload);
+        f
+    }
+
     #[test]
-    fn x_protocol() {
+    fn x_protocol_authentication() {
         let mut t = Tracker::new(Protocol::X);
-        assert_eq!(t.on_server(b"x"), Verdict::Continue);
-        assert_eq!(t.on_client(b"\x01\x00\x00\x00\x01"), Verdict::Continue);
-        assert_eq!(t.on_server(b"\x05\x00\x00\x00\x02"), Verdict::Complete);
+        assert!(t.client_turn());
+        assert_eq!(t.on_client(&xframe(1, b"")), Verdict::Continue); // CapabilitiesGet
+        assert_eq!(t.on_server(&xframe(2, b"caps")), Verdict::Continue);
+        assert_eq!(t.on_client(&xframe(4, b"\x0a\x05PLAIN")), Verdict::Continue);
+        // A notice does not complete it; AuthenticateOk does, even byte by byte.
+        assert_eq!(t.on_server(&xframe(11, b"n")), Verdict::Continue);
+        let ok = xframe(4, b"");
+        for b in &ok[..4] {
+            assert_eq!(t.on_server(&[*b]), Verdict::Continue);
+        }
+        assert_eq!(t.on_server(&ok[4..]), Verdict::Complete);
+    }
+
+    #[test]
+    fn x_protocol_failures_and_goodbye() {
+        let mut t = Tracker::new(Protocol::X);
+        assert_eq!(t.on_client(b"GET / HTTP/1.1\r\n"), Verdict::Bad);
+        let mut t = Tracker::new(Protocol::X);
+        assert_eq!(
+            t.on_client(&xframe(12, b"SELECT 1")),
+            Verdict::Bad,
+            "SQL before auth"
+        );
+        let mut t = Tracker::new(Protocol::X);
+        assert_eq!(
+            t.on_client(&xframe(3, b"")),
+            Verdict::Complete,
+            "CON_CLOSE is clean"
+        );
+        // A wrong password is the server's verdict.
+        let mut t = Tracker::new(Protocol::X);
+        t.on_client(&xframe(4, b"auth"));
+        assert_eq!(t.on_server(&xframe(1, b"denied")), Verdict::Complete);
+        // An error before authentication started does not complete it.
+        let mut t = Tracker::new(Protocol::X);
+        t.on_client(&xframe(1, b""));
+        assert_eq!(t.on_server(&xframe(1, b"err")), Verdict::Continue);
+    }
+
+    #[test]
+    fn x_protocol_tls() {
+        let mut t = Tracker::new(Protocol::X);
+        t.on_client(&xframe(2, b"tls=1"));
+        t.on_server(&xframe(0, b""));
+        assert_eq!(t.on_client(b"\x16\x03\x01\x02\x00hello"), Verdict::Continue);
+        assert_eq!(t.on_server(b"\x16\x03\x03\x00\x7a"), Verdict::Complete);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Route;
+use crate::config::Protocol;
 use crate::protocol::errors;
 use crate::protocol::handshake::{Tracker, Verdict};
 use crate::relay::{self, Counts, Stream};
@@ -46,12 +47,18 @@ impl Route {
             }
             Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(counts),
             Ok(Ok(HandshakeEnd::Bad)) => {
-                let frame = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
-                if self.cfg.protocol == crate::config::Protocol::Classic {
-                    let _ = relay::send(client, &frame).await;
-                    relay::shutdown_write(client);
-                    relay::drain(client, Duration::from_secs(2)).await;
-                }
+                // Classic: what MySQL Router sends (sequence id 2, no SQL state).
+                let frame = match self.cfg.protocol {
+                    Protocol::Classic => {
+                        errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake")
+                    }
+                    Protocol::X => {
+                        errors::x_error(errors::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake")
+                    }
+                };
+                let _ = relay::send(client, &frame).await;
+                relay::shutdown_write(client);
+                relay::drain(client, Duration::from_secs(2)).await;
                 tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
                 true
             }
