@@ -251,7 +251,7 @@ async fn serve(
                 }
                 let _ = exit_tx.send(true);
                 join_workers(workers).await;
-                return (fail(e), "error".into());
+                return (fail(e.to_string()), "error".into());
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{Gid, Pid, Uid, User};
+use nix::unistd::{Pid, Uid, User};
 
 /// Where the pid file goes: `--pid-file` > `[DEFAULT] pid_file` > `ROUTER_PID`.
 /// A relative path is under the runtime folder.
@@ -113,7 +113,6 @@ pub fn switch_user(name: &str) -> Result<(), String> {
     if nix::unistd::setuid(Uid::from_raw(0)).is_ok() && user.uid.as_raw() != 0 {
         return Err("Error trying to set the user: could regain root after setuid".into());
     }
-    let _ = Gid::current();
     Ok(())
 }
 

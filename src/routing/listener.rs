@@ -26,15 +26,34 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(s.into())
 }
 
+/// Why a route could not listen; `Display` is MySQL Router's message.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("Failed setting up acceptor on '{endpoint}': {reason}")]
+    Acceptor { endpoint: String, reason: String },
+    #[error("Socket file {0} already in use by another process")]
+    SocketInUse(String),
+    #[error("Failed removing socket file {path}: {reason}")]
+    StaleSocket { path: String, reason: String },
+    #[error("Failed setting permissions on {path}: {reason}")]
+    Permissions { path: String, reason: String },
+}
+
+fn acceptor(endpoint: impl ToString, e: &std::io::Error) -> BindError {
+    BindError::Acceptor {
+        endpoint: endpoint.to_string(),
+        reason: strerror(e),
+    }
+}
+
 /// Binds `host:port` (non-blocking), trying each resolved address in turn; the first
-/// that works wins.
-/// The error is the text for `Failed setting up acceptor on '<addr>': <error>`.
-pub fn bind_tcp(route: &str, host: &str, port: u16) -> Result<TcpListener, String> {
+/// that works wins (each failure is logged as a warning, as MySQL Router does).
+pub fn bind_tcp(route: &str, host: &str, port: u16) -> Result<TcpListener, BindError> {
     let shown = crate::config::addr::join_host_port(host, port);
     let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-            .map_err(|e| format!("Failed setting up acceptor on '{shown}': {e}"))?
+            .map_err(|e| acceptor(&shown, &e))?
             .collect(),
     };
     let mut last = String::from("no address");
@@ -47,32 +66,36 @@ pub fn bind_tcp(route: &str, host: &str, port: u16) -> Result<TcpListener, Strin
             }
         }
     }
-    Err(format!("Failed setting up acceptor on '{shown}': {last}"))
+    Err(BindError::Acceptor {
+        endpoint: shown,
+        reason: last,
+    })
 }
 
 /// Binds a unix socket. A leftover file nobody listens on is replaced (with a warning);
 /// a live one is refused.
-pub fn bind_unix(route: &str, path: &Path) -> Result<UnixListener, String> {
-    let shown = path.display();
+pub fn bind_unix(route: &str, path: &Path) -> Result<UnixListener, BindError> {
+    let shown = path.display().to_string();
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "Socket file {shown} already in use by another process"
-            ));
+            return Err(BindError::SocketInUse(shown));
         }
         tracing::warn!(
             target: "routing",
             "[{route}] Socket file {shown} already exists, but seems to be unused. Deleting and retrying..."
         );
-        std::fs::remove_file(path)
-            .map_err(|e| format!("Failed removing socket file {shown}: {}", strerror(&e)))?;
+        std::fs::remove_file(path).map_err(|e| BindError::StaleSocket {
+            path: shown.clone(),
+            reason: strerror(&e),
+        })?;
     }
-    let std_l = UnixListener::bind(path)
-        .map_err(|e| format!("Failed setting up acceptor on '{shown}': {}", strerror(&e)))?;
-    std_l
-        .set_nonblocking(true)
-        .map_err(|e| format!("Failed setting up acceptor on '{shown}': {}", strerror(&e)))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
-        .map_err(|e| format!("Failed setting permissions on {shown}: {}", strerror(&e)))?;
-    Ok(std_l)
+    let l = UnixListener::bind(path).map_err(|e| acceptor(&shown, &e))?;
+    l.set_nonblocking(true).map_err(|e| acceptor(&shown, &e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).map_err(|e| {
+        BindError::Permissions {
+            path: shown.clone(),
+            reason: strerror(&e),
+        }
+    })?;
+    Ok(l)
 }

@@ -93,7 +93,7 @@ impl Route {
         v
     }
 
-    fn bind(&self) -> Result<Bound, String> {
+    fn bind(&self) -> Result<Bound, listener::BindError> {
         let mut l = Bound::default();
         if let Some((h, p)) = &self.cfg.bind {
             l.tcp = Some(listener::bind_tcp(&self.cfg.section, h, *p)?);
@@ -134,7 +134,7 @@ impl Route {
 
     /// Binds the listeners (errors end start-up) and spawns the manager task, which
     /// closes and reopens them as destinations leave and rejoin.
-    pub fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, String> {
+    pub fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, listener::BindError> {
         tracing::info!(
             target: "routing",
             "[{}] started: routing strategy = {}",
