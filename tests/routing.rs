@@ -204,6 +204,10 @@ fn first_available_keeps_listening_and_answers_2003() {
         )),
         "{log}"
     );
+    assert!(
+        log.contains("-> (not connected): connection closed (up: 0b; down: 43b)"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

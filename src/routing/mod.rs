@@ -336,7 +336,13 @@ impl Route {
             );
             // The slot is not needed while the client reads its error.
             drop(permit);
-            return refuse(client, &frame).await;
+            refuse(client, &frame).await;
+            tracing::debug!(
+                target: "routing",
+                "[{sec}] fd={fd} {peer} -> (not connected): connection closed (up: 0b; down: {}b)",
+                frame.len()
+            );
+            return;
         };
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
 
