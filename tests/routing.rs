@@ -17,6 +17,15 @@ fn route(name: &str, port: u16, strategy: &str, servers: &[&MariaDb]) -> String 
     )
 }
 
+/// Restarts a stopped server and waits until the router's quarantine has let it back.
+fn bring_back(r: &Router, s: &mut MariaDb) {
+    s.restart();
+    assert!(r.wait_log(
+        &format!("destination '{}' is reachable again", s.addr()),
+        Duration::from_secs(5)
+    ));
+}
+
 /// Polls `f` until it returns true or `max` passes.
 fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + max;
@@ -65,11 +74,7 @@ fn first_available_sticks_to_the_remembered_server() {
     s1.stop();
     assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     // s1 comes back and leaves quarantine; the route stays on s2.
-    s1.restart();
-    assert!(r.wait_log(
-        &format!("destination '{}' is reachable again", s1.addr()),
-        Duration::from_secs(5)
-    ));
+    bring_back(&r, &mut s1);
     for _ in 0..3 {
         assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     }
@@ -104,11 +109,7 @@ fn next_available_never_goes_back() {
     assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
     s1.stop();
     assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
-    s1.restart();
-    assert!(r.wait_log(
-        &format!("destination '{}' is reachable again", s1.addr()),
-        Duration::from_secs(5)
-    ));
+    bring_back(&r, &mut s1);
     assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     s2.stop();
     // Past the end: no server, although s1 is up.
