@@ -126,6 +126,14 @@ fn error_table() {
         (rt("[destination_status]\nerror_quarantine_interval = 3601\n"), "option error_quarantine_interval in [destination_status] needs value between 1 and 3600 inclusive, was '3601'"),
         (rt("[destination_status:a]\n[destination_status:b]\n"), "[destination_status] already loaded."),
         (rt("[io]\nthreads = 2000\n"), "option threads in [io] needs value between 0 and 1024 inclusive, was '2000'"),
+        (rt("connection_sharing = 2\n"), "option connection_sharing in [routing:a] needs a value of either 0, 1, false or true, was '2'"),
+        (rt("connection_sharing_delay = -1\n"), "option connection_sharing_delay in [routing:a] needs value between 0 and 1.79769e+308 inclusive, was '-1'"),
+        (rt("wait_for_my_writes_timeout = 4000\n"), "option wait_for_my_writes_timeout in [routing:a] needs value between 0 and 3600 inclusive, was '4000'"),
+        (rt("router_require_enforce = x\n"), "option router_require_enforce in [routing:a] needs a value of either 0, 1, false or true, was 'x'"),
+        (rt("server_ssl_session_cache_size = 0\n"), "option server_ssl_session_cache_size in [routing:a] needs value between 1 and 2147483647 inclusive, was '0'"),
+        (rt("client_ssl_session_cache_timeout = 99999\n"), "option client_ssl_session_cache_timeout in [routing:a] needs value between 0 and 86400 inclusive, was '99999'"),
+        (rt("connect_retry_timeout = 4000\n"), "option connect_retry_timeout in [routing:a] needs value between 0 and 3600 inclusive, was '4000'"),
+        (rt("access_mode = foo\n"), "option access_mode in [routing:a] is invalid; valid are auto (was 'foo')"),
     ];
     assert!(cases.len() >= 40);
     let mut failures = Vec::new();

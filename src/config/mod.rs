@@ -241,6 +241,23 @@ impl Lookup<'_> {
     }
 }
 
+impl Lookup<'_> {
+    /// A boolean option: `0`, `1`, `false` or `true` (case-insensitive).
+    pub fn boolean(&self, option: &str) -> Result<Option<bool>, ConfigError> {
+        let Some(f) = self.get(option)? else {
+            return Ok(None);
+        };
+        match f.value.to_ascii_lowercase().as_str() {
+            "0" | "false" => Ok(Some(false)),
+            "1" | "true" => Ok(Some(true)),
+            _ => Err(ConfigError::Invalid(format!(
+                "option {option} in [{}] needs a value of either 0, 1, false or true, was '{}'",
+                f.from, f.value
+            ))),
+        }
+    }
+}
+
 pub fn parse_uint(v: &str, min: u64, max: u64) -> Option<u64> {
     let v = v.trim_start();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {

@@ -412,23 +412,41 @@ pub fn validate(
             )));
         }
     }
-    if let Some(f) = l.get("connection_sharing")? {
-        match f.value.as_str() {
-            "0" => {}
-            "1" => notices.push(Notice {
-                domain: "routing",
-                level: Level::Warning,
-                message: format!(
-                    "[{name}].connection_sharing=1 has been ignored, as connection sharing is not implemented by this router"
-                ),
-            }),
-            _ => {
-                return Err(invalid(format!(
-                    "option connection_sharing in [{}] needs a value of either 0, 1, false or true, was '{}'",
-                    f.from, f.value
-                )))
-            }
+    if l.boolean("connection_sharing")? == Some(true) {
+        notices.push(Notice {
+            domain: "routing",
+            level: Level::Warning,
+            message: format!(
+                "[{name}].connection_sharing=1 has been ignored, as connection sharing is not implemented by this router"
+            ),
+        });
+    }
+    // Options of features this router does not have (connection sharing, read-write
+    // splitting, TLS session caches): validated like MySQL Router, otherwise ignored.
+    if let Some(f) = l.get("connection_sharing_delay")? {
+        if !f
+            .value
+            .parse::<f64>()
+            .is_ok_and(|v| v >= 0.0 && v.is_finite())
+        {
+            return Err(invalid(format!(
+                "option connection_sharing_delay in [{}] needs value between 0 and 1.79769e+308 inclusive, was '{}'",
+                f.from, f.value
+            )));
         }
+    }
+    l.boolean("wait_for_my_writes")?;
+    l.uint("wait_for_my_writes_timeout", 0, 3600, 2)?;
+    l.boolean("router_require_enforce")?;
+    for side in ["client", "server"] {
+        l.boolean(&format!("{side}_ssl_session_cache_mode"))?;
+        l.uint(
+            &format!("{side}_ssl_session_cache_size"),
+            1,
+            2_147_483_647,
+            1024,
+        )?;
+        l.uint(&format!("{side}_ssl_session_cache_timeout"), 0, 86400, 300)?;
     }
     check_tls(&l, protocol)?;
 
