@@ -64,6 +64,8 @@ impl Level {
         }
     }
 
+    /// The most severe MySQL Router level a tracing level can carry (SYSTEM/FATAL ride on
+    /// ERROR, NOTE on INFO), for the per-callsite filter.
     fn from_tracing(l: &tracing::Level) -> Level {
         match *l {
             tracing::Level::ERROR => Level::Error,
@@ -113,11 +115,13 @@ macro_rules! system {
     };
 }
 
-/// Logs a NOTE line (between INFO and DEBUG).
+/// Logs a NOTE line (between INFO and DEBUG). It is a tracing INFO event, so that the
+/// cheap per-callsite filter lets it through whenever NOTE could be wanted; the layer
+/// then applies the NOTE level itself.
 #[macro_export]
 macro_rules! note {
     (target: $t:expr, $($arg:tt)+) => {
-        ::tracing::debug!(target: $t, mysql_level = "note", $($arg)+)
+        ::tracing::info!(target: $t, mysql_level = "note", $($arg)+)
     };
 }
 
