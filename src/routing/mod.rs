@@ -78,10 +78,6 @@ impl Route {
         })
     }
 
-    pub fn active(&self) -> u64 {
-        self.admission.active()
-    }
-
     fn endpoints(&self) -> Vec<String> {
         let mut v = Vec::new();
         if let Some((h, p)) = &self.cfg.bind {
@@ -369,11 +365,6 @@ impl Route {
             ),
         }
         drop(permit);
-    }
-
-    /// Blocked client IPs of this route.
-    pub fn blocked_hosts(&self) -> Vec<IpAddr> {
-        self.admission.blocked_hosts()
     }
 
     /// Forgets all handshake errors (SIGUSR1); returns the hosts that were blocked.
