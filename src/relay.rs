@@ -153,7 +153,7 @@ pub fn shutdown_write<T: Stream>(to: &T) {
     );
 }
 
-/// A pipe for splice(2), and how many bytes sit in it.
+/// The pipe a bulk direction splices through (created on first bulk read).
 struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
