@@ -272,7 +272,7 @@ mod tests {
             })
             .collect();
         for h in handles {
-            h.join().unwrap();
+            h.join().unwrap(); // ok: test code
         }
         assert!(q.is_quarantined("x:1"));
         // exactly one change notification for one transition

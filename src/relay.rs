@@ -314,9 +314,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn pair() -> (TcpStream, TcpStream) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (b, _) = l.accept().await.unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(); // ok: test code
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap(); // ok: test code
+        let (b, _) = l.accept().await.unwrap(); // ok: test code
         (a, b)
     }
 
@@ -329,22 +329,22 @@ mod tests {
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let big2 = big.clone();
         let writer = tokio::spawn(async move {
-            client_app.write_all(&big2).await.unwrap();
-            client_app.shutdown().await.unwrap(); // half-close
+            client_app.write_all(&big2).await.unwrap(); // ok: test code
+            client_app.shutdown().await.unwrap(); // half-close // ok: test code
             let mut back = Vec::new();
-            client_app.read_to_end(&mut back).await.unwrap();
+            client_app.read_to_end(&mut back).await.unwrap(); // ok: test code
             back
         });
         let mut got = Vec::new();
-        server_app.read_to_end(&mut got).await.unwrap(); // EOF arrives: half-close passed on
+        server_app.read_to_end(&mut got).await.unwrap(); // EOF arrives: half-close passed on // ok: test code
         assert!(got == big);
         server_app
             .write_all(b"reply after client's FIN")
             .await
-            .unwrap();
+            .unwrap(); // ok: test code
         drop(server_app);
-        assert_eq!(writer.await.unwrap(), b"reply after client's FIN");
-        let c = relay.await.unwrap().unwrap();
+        assert_eq!(writer.await.unwrap(), b"reply after client's FIN"); // ok: test code
+        let c = relay.await.unwrap().unwrap(); // ok: test code
         assert_eq!(
             c,
             Counts {
@@ -359,16 +359,16 @@ mod tests {
         let (mut client_app, c_side) = pair().await;
         let (s_side, mut server_app) = pair().await;
         let relay = tokio::spawn(async move { relay(&c_side, &s_side, 1024).await });
-        server_app.write_all(b"bye").await.unwrap();
+        server_app.write_all(b"bye").await.unwrap(); // ok: test code
         drop(server_app);
         let counts = tokio::time::timeout(std::time::Duration::from_secs(2), relay)
             .await
-            .expect("relay ended although the client never closed")
-            .unwrap()
-            .unwrap();
+            .expect("relay ended although the client never closed") // ok: test code
+            .unwrap() // ok: test code
+            .unwrap(); // ok: test code
         assert_eq!(counts, Counts { up: 0, down: 3 });
         let mut got = Vec::new();
-        client_app.read_to_end(&mut got).await.unwrap();
+        client_app.read_to_end(&mut got).await.unwrap(); // ok: test code
         assert_eq!(got, b"bye");
     }
 }

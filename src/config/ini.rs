@@ -145,20 +145,20 @@ mod tests {
 
     #[test]
     fn inline_comment_is_part_of_value() {
-        let s = parse("[routing:a]\nbind_port = 6446 # rw\n").unwrap();
+        let s = parse("[routing:a]\nbind_port = 6446 # rw\n").unwrap(); // ok: test code
         assert_eq!(s[0].options[0], ("bind_port".into(), "6446 # rw".into()));
     }
 
     #[test]
     fn splits_at_first_separator_and_keeps_quotes() {
-        let s = parse("[a]\ndestinations: h:3306\nx = \"q\" \\n\n").unwrap();
+        let s = parse("[a]\ndestinations: h:3306\nx = \"q\" \\n\n").unwrap(); // ok: test code
         assert_eq!(s[0].options[0].1, "h:3306");
         assert_eq!(s[0].options[1].1, "\"q\" \\n");
     }
 
     #[test]
     fn names_are_lowercased_keys_kept() {
-        let s = parse("[RouTing:MyKey]\nBIND_Port=1\n").unwrap();
+        let s = parse("[RouTing:MyKey]\nBIND_Port=1\n").unwrap(); // ok: test code
         assert_eq!(s[0].name, "routing");
         assert_eq!(s[0].key.as_deref(), Some("MyKey"));
         assert_eq!(s[0].options[0].0, "bind_port");
@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(err("[a]\nfoo\n"), "Malformed option line: 'foo'");
         assert_eq!(err("[a]\n[a]\n"), "Section 'a' already exists");
         assert_eq!(err("[a:b]\n[A:b]\n"), "Section 'a:b' already exists");
-        assert_eq!(parse("[a:b]\n[a:B]\n").unwrap().len(), 2);
+        assert_eq!(parse("[a:b]\n[a:B]\n").unwrap().len(), 2); // ok: test code
         assert_eq!(err("[a]\nx=1\nX=2\n"), "Option 'X' already defined");
         assert_eq!(err("[DEFAULT:x]\n"), "Key not allowed on DEFAULT section");
         assert_eq!(err("[a]\nfoo-bar=1\n"), "Invalid option name 'foo-bar'");

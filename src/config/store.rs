@@ -205,7 +205,7 @@ mod tests {
 
     fn store(text: &str) -> Store {
         let mut s = Store::with_builtins(&[("program", "mysqlrouter".into())]);
-        s.merge(parse(text).unwrap());
+        s.merge(parse(text).unwrap()); // ok: test code
         s
     }
 
@@ -216,11 +216,11 @@ mod tests {
     #[test]
     fn default_fallback_and_origin_section() {
         let s = store("[DEFAULT]\nconnect_timeout=3\n[routing:a]\nx=1\n");
-        let f = s.get(&s.sections[0], "connect_timeout").unwrap().unwrap();
+        let f = s.get(&s.sections[0], "connect_timeout").unwrap().unwrap(); // ok: test code
         assert_eq!(f.value, "3");
         assert_eq!(f.from, "default");
         assert_eq!(
-            s.get(&s.sections[0], "x").unwrap().unwrap().from,
+            s.get(&s.sections[0], "x").unwrap().unwrap().from, // ok: test code
             "routing:a"
         );
     }
@@ -230,9 +230,9 @@ mod tests {
         let s = store(
             "[DEFAULT]\nhost=db1\nport={p}\np=3306\n[routing:a]\nd={host}:{port},{nope},{ba-d}\nhost=db2\n",
         );
-        assert_eq!(get(&s, 0, "d").unwrap().unwrap(), "db2:3306,{nope},{ba-d}");
+        assert_eq!(get(&s, 0, "d").unwrap().unwrap(), "db2:3306,{nope},{ba-d}"); // ok: test code
         let s = store("[routing:a]\nx={program}/{\n");
-        assert_eq!(get(&s, 0, "x").unwrap().unwrap(), "mysqlrouter/{");
+        assert_eq!(get(&s, 0, "x").unwrap().unwrap(), "mysqlrouter/{"); // ok: test code
     }
 
     #[test]
@@ -244,7 +244,7 @@ mod tests {
         text.push_str("v10=ok\nv11={v12}\nv12={v13}\n[a]\nx={v1}\ny={v11}\nz={z}\n");
         // 10 levels work.
         let s = store(&text);
-        assert_eq!(get(&s, 0, "x").unwrap().unwrap(), "ok");
+        assert_eq!(get(&s, 0, "x").unwrap().unwrap(), "ok"); // ok: test code
         assert_eq!(get(&s, 0, "z").unwrap_err(), RECURSION_ERROR);
         // one more level fails
         let s = store(&text.replace("v10=ok", "v10={v11}\nv13=ok"));
@@ -254,10 +254,10 @@ mod tests {
     #[test]
     fn merge_overwrites_case_insensitive_keys() {
         let mut s = store("[routing:A]\nx=1\ny=1\n");
-        s.merge(parse("[routing:a]\nx=2\n[DEFAULT]\nz=3").unwrap());
+        s.merge(parse("[routing:a]\nx=2\n[DEFAULT]\nz=3").unwrap()); // ok: test code
         assert_eq!(s.sections.len(), 1);
-        assert_eq!(get(&s, 0, "x").unwrap().unwrap(), "2");
-        assert_eq!(get(&s, 0, "y").unwrap().unwrap(), "1");
-        assert_eq!(get(&s, 0, "z").unwrap().unwrap(), "3");
+        assert_eq!(get(&s, 0, "x").unwrap().unwrap(), "2"); // ok: test code
+        assert_eq!(get(&s, 0, "y").unwrap().unwrap(), "1"); // ok: test code
+        assert_eq!(get(&s, 0, "z").unwrap().unwrap(), "3"); // ok: test code
     }
 }

@@ -414,7 +414,7 @@ mod tests {
             assert_eq!(t.on_client(&[b]), Verdict::Continue);
         }
         let ok = packet(2, &[0, 0, 0]);
-        let (last, head) = ok.split_last().unwrap();
+        let (last, head) = ok.split_last().unwrap(); // ok: test code
         for b in head {
             assert_eq!(t.on_server(&[*b]), Verdict::Continue);
         }

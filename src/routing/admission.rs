@@ -142,8 +142,8 @@ mod tests {
     fn route_and_total_limits_and_release() {
         let a = Admission::new(2, 100);
         let total = AtomicU64::new(0);
-        let p1 = a.admit(&total, 3).unwrap();
-        let p2 = a.admit(&total, 3).unwrap();
+        let p1 = a.admit(&total, 3).unwrap(); // ok: test code
+        let p2 = a.admit(&total, 3).unwrap(); // ok: test code
         assert_eq!(
             a.admit(&total, 3).unwrap_err(),
             Refusal::Route { active: 2, max: 2 }
@@ -151,8 +151,8 @@ mod tests {
         drop(p1);
         assert_eq!((a.active(), total.load(Ordering::SeqCst)), (1, 1));
         let b = Admission::new(0, 100);
-        let q1 = b.admit(&total, 3).unwrap();
-        let _q2 = b.admit(&total, 3).unwrap();
+        let q1 = b.admit(&total, 3).unwrap(); // ok: test code
+        let _q2 = b.admit(&total, 3).unwrap(); // ok: test code
         assert_eq!(
             b.admit(&total, 3).unwrap_err(),
             Refusal::Total { total: 3, max: 3 }
@@ -183,7 +183,7 @@ mod tests {
                 })
             })
             .collect();
-        hs.into_iter().for_each(|h| h.join().unwrap());
+        hs.into_iter().for_each(|h| h.join().unwrap()); // ok: test code
         assert!(peak.load(Ordering::SeqCst) <= 10);
         assert_eq!((a.active(), total.load(Ordering::SeqCst)), (0, 0));
     }
