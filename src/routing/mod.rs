@@ -16,7 +16,7 @@ pub mod policy;
 mod session;
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,19 +199,11 @@ impl Route {
                 continue;
             };
             let dup_err = |e: std::io::Error| tracing::error!(target: "routing", "[{}] cannot use the listening socket: {e}", self.cfg.section);
-            let tcp = bound
-                .tcp
-                .as_ref()
-                .map(|l| l.try_clone().and_then(TcpListener::from_std))
-                .transpose()
+            let tcp = duplicate(bound.tcp.as_ref(), TcpListener::from_std)
                 .map_err(dup_err)
                 .ok()
                 .flatten();
-            let unix = bound
-                .unix
-                .as_ref()
-                .map(|l| l.try_clone().and_then(UnixListener::from_std))
-                .transpose()
+            let unix = duplicate(bound.unix.as_ref(), UnixListener::from_std)
                 .map_err(dup_err)
                 .ok()
                 .flatten();
@@ -415,6 +407,24 @@ impl Route {
         );
         None
     }
+}
+
+/// A worker's own duplicate of a listening socket, registered with its runtime.
+fn duplicate<S, T>(
+    listener: Option<&S>,
+    register: impl FnOnce(S) -> std::io::Result<T>,
+) -> std::io::Result<Option<T>>
+where
+    S: AsFd + From<OwnedFd>,
+{
+    listener
+        .map(|l| {
+            l.as_fd()
+                .try_clone_to_owned()
+                .map(S::from)
+                .and_then(register)
+        })
+        .transpose()
 }
 
 async fn accept_tcp(
