@@ -2,6 +2,8 @@
 //! started with a generated config, and small client helpers.
 #![allow(dead_code)]
 
+pub mod mysql97;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
