@@ -123,6 +123,12 @@ fn greeting_is_the_servers_own() {
     // The client's view: the version the server reports, not a router's own.
     let v = cli_result(&cli(port, TLS, "SELECT VERSION()")).unwrap();
     assert!(v.starts_with("9.7.4"), "{v}");
+
+    // X protocol: the server speaks first too (a hello notice); the same bytes arrive.
+    let (_rx, xport) = x_router("");
+    let x_direct = common::greeting(s.xport).expect("X server hello");
+    assert_eq!(x_direct[4], 11, "a notice frame: {x_direct:02x?}");
+    assert_eq!(common::greeting(xport), Some(x_direct));
 }
 
 #[test]

@@ -80,6 +80,9 @@ fn template_datadir() -> &'static PathBuf {
         if is_root() {
             cmd.arg("--user=mysql");
         }
+        // A private temporary folder: a mariadbd starting elsewhere removes the `#sql*`
+        // files it finds in its tmpdir, including a bootstrap's that share /tmp.
+        cmd.env("TMPDIR", &base);
         let out = cmd
             .output()
             .expect("mariadb-install-db (apt-get install mariadb-server)");
@@ -191,6 +194,7 @@ impl MariaDb {
             "--bind-address=127.0.0.1".into(),
             format!("--socket={}", self.socket.display()),
             format!("--pid-file={}", self.dir.join("pid").display()),
+            format!("--tmpdir={}", self.dir.display()),
             "--skip-name-resolve".into(),
             "--max-connections=3000".into(),
             "--max-connect-errors=1000000000".into(),
