@@ -26,7 +26,7 @@ fi
 
 # Oracle's Python connectors (not packaged by Debian 12) for Debian's python3: classic
 # (mysql-connector-python) and X DevAPI (mysqlx-connector-python), versions tested.
-/usr/bin/python3 -c 'import mysql.connector, mysqlx' 2>/dev/null ||
+/usr/bin/python3 -c 'import mysql.connector, mysqlx; mysqlx.get_session' 2>/dev/null ||
   /usr/bin/python3 -m pip install -q --break-system-packages --root-user-action=ignore \
     mysql-connector-python==26.10.0 mysqlx-connector-python==26.10.0
 

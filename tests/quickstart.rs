@@ -10,6 +10,8 @@ use common::free_port;
 
 #[test]
 fn quickstart_shows_round_robin_sticky_writes_and_a_failover_then_cleans_up() {
+    // The script would install MariaDB itself (as root); a test must not.
+    common::require_mariadb();
     let s: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let (rw, ro) = (free_port(), free_port());
     let out = Command::new(concat!(

@@ -110,7 +110,7 @@ fn template_datadir() -> &'static PathBuf {
 /// Ends the test process with one line naming what to install when MariaDB's server or
 /// client is missing (rather than a panic per test, deep in the harness). Written
 /// straight to stderr: the test harness's capture would swallow `eprintln!`.
-fn require_mariadb() {
+pub fn require_mariadb() {
     let on_path = |name: &str| {
         std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))

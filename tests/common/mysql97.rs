@@ -19,13 +19,43 @@ pub const PASS: &str = "sha2pw";
 
 /// The lab script (tests run with `shared/` beside the repository).
 pub fn lab() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lab/mysql-9.7");
-    assert!(
-        p.exists(),
-        "{} is missing: the MySQL 9.7 tests need the project's shared/ folder beside the repository",
-        p.display()
-    );
-    p
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lab/mysql-9.7")
+}
+
+/// Ends the test process with one line naming what is missing (the lab, or a Python
+/// client), rather than a panic per test. Written straight to stderr: the harness's
+/// capture would swallow `eprintln!`.
+pub fn require_lab_and_clients() {
+    use std::io::Write;
+    let mut missing = Vec::new();
+    if !lab().is_file() {
+        missing.push(format!(
+            "{} (the project's shared/ folder beside the repository)",
+            lab().display()
+        ));
+    }
+    let py = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import pymysql, mysql.connector, mysqlx; mysqlx.get_session, mysql.connector.connect",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !py.is_ok_and(|s| s.success()) {
+        missing.push(
+            "Debian's python3 with python3-pymysql and pip's mysql-connector-python and mysqlx-connector-python"
+                .to_string(),
+        );
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: the MySQL 9.7 tests need {} (./test.sh installs the clients)",
+            missing.join(" and ")
+        );
+        std::process::exit(1);
+    }
 }
 
 /// A private MySQL 9.7 server (classic port and X port on 127.0.0.1).
@@ -144,6 +174,7 @@ impl Drop for Mysql97 {
 pub fn shared() -> &'static Mysql97 {
     static S: OnceLock<Mysql97> = OnceLock::new();
     S.get_or_init(|| {
+        require_lab_and_clients();
         let s = Mysql97::start();
         s.stop_when_gone(std::process::id());
         s
