@@ -1,5 +1,6 @@
 //! MySQL 9.7.4 behind the router, with real clients: the 9.7 `mysql` CLI, PyMySQL,
-//! mysql-connector-python, mysqlx-connector-python (X DevAPI) and mysql_async.
+//! mysql-connector-python, mysqlx-connector-python (X DevAPI) and mysql_async (plain,
+//! TLS via rustls, zlib compression).
 //! caching_sha2_password (full and fast authentication, TLS, the server's RSA key),
 //! protocol compression, the X protocol, load, and what `max_connect_errors` counts.
 //!
@@ -411,15 +412,31 @@ fn hundred_concurrent_clients_fifty_queries_each() {
         for client in 0..100u32 {
             tasks.push(tokio::spawn(async move {
                 use mysql_async::prelude::Queryable;
+                // Every other client over TLS (the server's self-signed certificate).
+                let tls = client % 2 == 0;
+                let ssl = mysql_async::SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true);
                 let opts = mysql_async::OptsBuilder::default()
                     .ip_or_hostname("127.0.0.1")
                     .tcp_port(port)
                     .user(Some(mysql97::USER))
                     .pass(Some(mysql97::PASS))
-                    .prefer_socket(false);
+                    .prefer_socket(false)
+                    .ssl_opts(tls.then_some(ssl));
                 let mut c = mysql_async::Conn::new(opts)
                     .await
                     .map_err(|e| e.to_string())?;
+                let cipher: Option<(String, String)> = c
+                    .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let cipher = cipher.map(|c| c.1).unwrap_or_default();
+                if cipher.is_empty() == tls {
+                    return Err(format!(
+                        "client {client}: tls={tls} but Ssl_cipher={cipher:?}"
+                    ));
+                }
                 for q in 0..50u32 {
                     let got: Option<u32> = c
                         .query_first(format!("SELECT {client} * 1000 + {q}"))
