@@ -94,6 +94,7 @@ start_server() {  # start_server PORT: starts it (datadir made once) and waits u
     --innodb-buffer-pool-size=16M --performance-schema=OFF "${AS[@]}" \
     </dev/null >"$d/err.log" 2>&1 &
   SERVER_PID[$p]=$!
+  disown "$!"   # no "Killed" job report when cleanup kills it
   for _ in $(seq 150); do
     mariadb --no-defaults -S "$d/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && return 0
     kill -0 "${SERVER_PID[$p]}" 2>/dev/null || die "mariadbd on $p exited: $(tail -n 3 "$d/err.log")"
