@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use super::{free_port, path_str, tmp_dir};
+use super::{free_port, path_str};
 
 pub const USER: &str = "sha2";
 pub const PASS: &str = "sha2pw";
@@ -66,13 +66,36 @@ pub struct Mysql97 {
     pub datadir: PathBuf,
     /// The server's unix socket (root logs in there without a password).
     pub socket: PathBuf,
+    /// mysqld's pid.
+    pub pid: u32,
+}
+
+/// A fresh folder for one server, writable by the `mysql` user that mysqld runs as when
+/// we are root. Not under the harness's per-process temp folder: the next test binary
+/// removes that as soon as this process has ended, and a mysqld whose datadir vanished
+/// does not shut down on SIGTERM.
+fn server_dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("mysqlrouter-mysql97-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create the MySQL 9.7 folder");
+    if nix::unistd::Uid::effective().is_root() {
+        let st = Command::new("chown").arg("mysql:").arg(&d).status();
+        assert!(
+            st.is_ok_and(|s| s.success()),
+            "chown mysql: {}",
+            d.display()
+        );
+    }
+    d
 }
 
 impl Mysql97 {
     /// Starts a new server with a fresh datadir; waits until it answers (the lab
     /// script does) and its `sha2` account exists.
     pub fn start() -> Mysql97 {
-        let dir = tmp_dir("mysql97");
+        let dir = server_dir();
         let datadir = dir.join("data");
         let (port, xport) = (free_port(), free_port());
         let out = Command::new(lab())
@@ -94,12 +117,18 @@ impl Mysql97 {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let pid_file = dir.join(format!("mysqld-{port}.pid"));
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", pid_file.display()));
         Mysql97 {
             port,
             xport,
             socket: dir.join(format!("mysqld-{port}.sock")),
             dir,
             datadir,
+            pid,
         }
     }
 
@@ -141,13 +170,17 @@ impl Mysql97 {
         c
     }
 
-    /// Stops this server and removes its folder once `pid` (a test process) is gone.
+    /// Stops this server (SIGTERM, SIGKILL after 60 s) and removes its folder once
+    /// `pid` (a test process) is gone.
     fn stop_when_gone(&self, pid: u32) {
+        let m = self.pid;
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{}' stop --port {} --datadir '{}'; rm -rf '{}'",
-            lab().display(),
-            self.port,
-            self.datadir.display(),
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done
+             ours() {{ grep -qa mysqld /proc/{m}/cmdline 2>/dev/null; }}
+             ours && kill -TERM {m}
+             i=0; while ours && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+             ours && kill -KILL {m}
+             rm -rf '{}'",
             self.dir.display()
         );
         // `setsid -f`: the watchdog runs in its own session, and setsid itself exits at
