@@ -743,3 +743,89 @@ fn password_in_a_readable_config_is_warned_about() {
     );
     assert!(!err.contains("s3cret-pw"), "{err}");
 }
+
+/// `etc/readconnroute.conf`, pointed at the test servers: the write port reaches the
+/// primary, the read port balances over the replicas.
+#[test]
+fn readconnroute_sample_config_works() {
+    let r = repl();
+    r.wait_running(Duration::from_secs(10));
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/etc/readconnroute.conf"
+    ))
+    .unwrap();
+    let (w, rd) = (common::free_port(), common::free_port());
+    let dir = common::tmp_dir("readconnroute");
+    let pw = dir.join("monitor.pw");
+    std::fs::write(&pw, format!("{MON_PASS}\n")).unwrap();
+    let dests: Vec<String> = r.servers.iter().map(|s| s.addr()).collect();
+    let conf = text
+        .replace(
+            "logging_folder =",
+            &format!("logging_folder = {}", dir.display()),
+        )
+        .replace(
+            "127.0.0.1:3306, 127.0.0.1:3307, 127.0.0.1:3308",
+            &dests.join(", "),
+        )
+        .replace("bind_port = 6446", &format!("bind_port = {w}"))
+        .replace("bind_port = 6447", &format!("bind_port = {rd}"))
+        .replace("/etc/mysqlrouter/monitor.pw", common::path_str(&pw))
+        .replace("user = monitor", &format!("user = {MON_USER}"));
+    assert!(conf.contains("role = PRIMARY") && conf.contains("least-connections"));
+    let path = dir.join("readconnroute.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new(common::router_bin())
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let router = Router {
+        child,
+        log: dir.join("mysqlrouter.log"),
+        conf: path,
+        dir: dir.clone(),
+    };
+    for p in [w, rd] {
+        assert!(
+            router.wait_log(
+                &format!("listening on '127.0.0.1:{p}'"),
+                Duration::from_secs(10)
+            ),
+            "{}",
+            router.log_text()
+        );
+    }
+    assert!(
+        wait_port(w, r.primary().port, Duration::from_secs(10)),
+        "{}",
+        router.log_text()
+    );
+    let replica_ports: Vec<u16> = r
+        .replica_indexes()
+        .iter()
+        .map(|&i| r.servers[i].port)
+        .collect();
+    common::rt().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(app_conn(rd).await.unwrap());
+        }
+        let mut ports: Vec<u16> = held.iter().map(|(_, p)| *p).collect();
+        ports.sort();
+        let mut want = vec![
+            replica_ports[0],
+            replica_ports[0],
+            replica_ports[1],
+            replica_ports[1],
+        ];
+        want.sort();
+        assert_eq!(ports, want);
+        for (c, _) in held {
+            let _ = c.disconnect().await;
+        }
+    });
+}
