@@ -829,3 +829,82 @@ fn readconnroute_sample_config_works() {
         }
     });
 }
+
+/// MySQL 9.7 Group Replication, single-primary, three members:
+/// `group_replication_set_as_primary()` moves the PRIMARY route, and the SECONDARY route
+/// follows too. The monitor logs in with caching_sha2_password over plain TCP (RSA).
+#[test]
+fn group_replication_set_as_primary_moves_the_primary_route() {
+    let g = common::group_replication::Group::start(3);
+    let (rw, ro) = (common::free_port(), common::free_port());
+    let dests: Vec<String> = g.members.iter().map(|m| m.addr()).collect();
+    let body = format!(
+        "{}{}{}",
+        monitor_section(MON_PASS),
+        route(
+            "rw",
+            rw,
+            &dests,
+            "role = PRIMARY\nrouting_strategy = first-available"
+        ),
+        route(
+            "ro",
+            ro,
+            &dests,
+            "role = SECONDARY\nrouting_strategy = round-robin"
+        )
+    );
+    let router = Router::start(&body, &[rw, ro]);
+    let (first, next) = (&g.members[0], &g.members[1]);
+    assert_eq!(g.primary_port(), Some(first.port));
+    assert!(
+        wait_port(rw, first.port, Duration::from_secs(15)),
+        "{}",
+        router.log_text()
+    );
+    for _ in 0..4 {
+        let p = app_port(ro).unwrap();
+        assert!(p != first.port, "SECONDARY route reached the primary");
+    }
+    let t = Instant::now();
+    first.must(&format!(
+        "SELECT group_replication_set_as_primary('{}')",
+        next.uuid
+    ));
+    let switched = t.elapsed();
+    assert_eq!(g.primary_port(), Some(next.port));
+    assert!(
+        wait_port(rw, next.port, Duration::from_secs(10)),
+        "{}",
+        router.log_text()
+    );
+    let followed = t.elapsed();
+    eprintln!(
+        "group replication: set_as_primary took {} ms; the PRIMARY route followed after {} ms",
+        switched.as_millis(),
+        followed.as_millis()
+    );
+    let text = router.log_text();
+    assert!(
+        text.contains(&format!(
+            "destination '{}' changed role from SECONDARY to PRIMARY",
+            next.addr()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "destination '{}' changed role from PRIMARY to SECONDARY",
+            first.addr()
+        )),
+        "{text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while seen.len() < 4 && Instant::now() < deadline {
+        if let Ok(p) = app_port(ro) {
+            seen.push(p);
+        }
+    }
+    assert!(seen.len() == 4 && !seen.contains(&next.port), "{seen:?}");
+}

@@ -2,6 +2,7 @@
 //! started with a generated config, and small client helpers.
 #![allow(dead_code)]
 
+pub mod group_replication;
 pub mod replication;
 
 use std::io::{Read, Write};
