@@ -18,9 +18,13 @@ use mysql_async::prelude::Queryable;
 /// The replication set, one test at a time (tests change its topology).
 fn repl() -> MutexGuard<'static, Replication> {
     static R: OnceLock<Mutex<Replication>> = OnceLock::new();
-    R.get_or_init(|| Mutex::new(Replication::start(2)))
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    R.get_or_init(|| {
+        let r = Replication::start(2);
+        r.kill_when_process_ends();
+        Mutex::new(r)
+    })
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
 }
 
 /// Unique ids for rows written by the tests.

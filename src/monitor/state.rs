@@ -78,6 +78,8 @@ pub struct View {
     pub multi_writer: bool,
     /// The last probe error, if the last probe failed.
     pub last_error: Option<String>,
+    /// Not probed yet (start-up): UNKNOWN, but nothing to report about.
+    pub pending: bool,
 }
 
 impl View {
@@ -88,6 +90,7 @@ impl View {
             lag: None,
             multi_writer: false,
             last_error,
+            pending: false,
         }
     }
 
@@ -137,7 +140,10 @@ impl DestState {
         let Some((at, facts)) = &self.last_ok else {
             return match err {
                 Some(e) => View::unknown(format!("monitor: {e}"), Some(e)),
-                None => View::unknown("not probed yet".into(), None),
+                None => View {
+                    pending: true,
+                    ..View::unknown("not probed yet".into(), None)
+                },
             };
         };
         if let Some(e) = err {
@@ -154,6 +160,7 @@ impl DestState {
             lag,
             multi_writer: false,
             last_error: None,
+            pending: false,
         };
         let primary = |multi_writer: bool| View {
             role: Role::Primary,
@@ -161,6 +168,7 @@ impl DestState {
             lag: None,
             multi_writer,
             last_error: None,
+            pending: false,
         };
         if let Some(g) = &facts.group {
             if !g.state.eq_ignore_ascii_case("ONLINE") {
@@ -380,8 +388,10 @@ mod tests {
     fn errors_and_staleness_fail_closed() {
         let t0 = Instant::now();
         let mut s = DestState::default();
-        assert_eq!(s.view(t0, STALE).role, Role::Unknown);
+        let v = s.view(t0, STALE);
+        assert_eq!((v.role, v.pending), (Role::Unknown, true));
         s.record_ok(t0, Facts::default());
+        assert!(!s.view(t0, STALE).pending);
         let late = t0 + STALE + Duration::from_secs(1);
         let v = s.view(late, STALE);
         assert_eq!(v.role, Role::Unknown);

@@ -162,7 +162,7 @@ impl Policy {
             return (
                 Plan {
                     order: chosen.into_iter().collect(),
-                    start: 0,
+                    start: *self.sticky(),
                 },
                 problem,
             );
@@ -200,7 +200,13 @@ impl Policy {
                 (0..k).map(|j| pool[(r + j) % k]).collect()
             }
         };
-        (Plan { order, start: 0 }, None)
+        (
+            Plan {
+                order,
+                start: *self.sticky(),
+            },
+            None,
+        )
     }
 
     /// A client of `plan` connected to destination `idx`. Returns the switch of the

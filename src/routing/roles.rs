@@ -100,8 +100,11 @@ impl Route {
         let mut changed = m.subscribe();
         let mut stop = self.shared.stop_accepting.clone();
         let mut was_ok: Vec<Option<bool>> = vec![None; self.keys.len()];
-        let mut split = false;
-        let mut none_before: Option<bool> = None;
+        // A split brain is reported once it outlasts a probe interval: during a
+        // switchover the old primary's last probe may predate its demotion.
+        let mut split_since: Option<Instant> = None;
+        let mut split_warned = false;
+        let mut none_before = false;
         loop {
             tokio::select! {
                 r = changed.changed() => if r.is_err() { return },
@@ -110,12 +113,18 @@ impl Route {
             if *stop.borrow() {
                 return;
             }
-            let views = self.views(&m, Instant::now());
+            let now = Instant::now();
+            let views = self.views(&m, now);
+            if views.iter().any(|v| v.pending) {
+                // Start-up: wait for a first answer (or error) from every destination.
+                continue;
+            }
             let fit = self.fits_all(&views);
             for (i, f) in fit.iter().enumerate() {
                 let key = &self.keys[i];
                 let ok = f.is_ok();
-                if was_ok[i].is_some_and(|w| w != ok) || (was_ok[i].is_none() && !ok) {
+                // The first evaluation is not a change (the monitor logged each role).
+                if was_ok[i].is_some_and(|w| w != ok) {
                     match f {
                         Ok(_) => tracing::warn!(
                             target: "routing",
@@ -146,14 +155,22 @@ impl Route {
                 }
             }
             let none = !fit.iter().any(|f| f.is_ok());
-            if none && none_before != Some(true) {
+            if none && !none_before {
+                let why: Vec<String> = fit
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| {
+                        f.as_ref().err().map(|e| format!("'{}' {e}", self.keys[i]))
+                    })
+                    .collect();
                 tracing::warn!(
                     target: "routing",
-                    "[{sec}] no destination serves role {}: new clients get error 2003",
-                    ro.role.name()
+                    "[{sec}] no destination serves role {}, new clients get error 2003: {}",
+                    ro.role.name(),
+                    why.join("; ")
                 );
             }
-            none_before = Some(none);
+            none_before = none;
             if ro.role == RouteRole::Primary {
                 let writers: Vec<usize> = fit
                     .iter()
@@ -169,20 +186,26 @@ impl Route {
                     .map(|(i, _)| i)
                     .collect();
                 let kept = self.policy.note_primaries(&writers);
-                let now_split = writers.len() > 1;
-                if now_split && !split {
-                    let keep = kept
-                        .map(|c| format!("keeping '{}'", self.keys[c]))
-                        .unwrap_or_else(|| "refusing new clients".into());
-                    tracing::warn!(
-                        target: "routing",
-                        "[{sec}] split brain: {} are all writable; {keep} until one remains",
-                        self.names(&writers)
-                    );
-                } else if split && !now_split {
-                    tracing::warn!(target: "routing", "[{sec}] split brain is over");
+                if writers.len() > 1 {
+                    let since = *split_since.get_or_insert(now);
+                    if !split_warned && now.duration_since(since) >= m.interval() {
+                        let keep = kept
+                            .map(|c| format!("keeping '{}'", self.keys[c]))
+                            .unwrap_or_else(|| "refusing new clients".into());
+                        tracing::warn!(
+                            target: "routing",
+                            "[{sec}] split brain: {} are all writable; {keep} until one remains",
+                            self.names(&writers)
+                        );
+                        split_warned = true;
+                    }
+                } else {
+                    if split_warned {
+                        tracing::warn!(target: "routing", "[{sec}] split brain is over");
+                    }
+                    split_since = None;
+                    split_warned = false;
                 }
-                split = now_split;
             }
         }
     }

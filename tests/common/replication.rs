@@ -99,6 +99,30 @@ impl Replication {
         repl
     }
 
+    /// For a set kept in a `static` (never dropped): a watchdog process kills the servers
+    /// once this test process has exited, however it ends.
+    pub fn kill_when_process_ends(&self) {
+        let pids: Vec<String> = self
+            .servers
+            .iter()
+            .filter_map(|s| s.pid())
+            .map(|p| p.to_string())
+            .collect();
+        // The outer shell returns at once (waited for here); its background child lives on.
+        let script = format!(
+            "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {}) &",
+            std::process::id(),
+            pids.join(" ")
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("spawn the watchdog");
+    }
+
     pub fn primary(&self) -> &MariaDb {
         &self.servers[self.primary]
     }
