@@ -912,3 +912,133 @@ fn group_replication_set_as_primary_moves_the_primary_route() {
     }
     assert!(seen.len() == 4 && !seen.contains(&next.port), "{seen:?}");
 }
+
+/// Two writable servers at once: a PRIMARY route keeps the primary it had, a fresh one
+/// refuses; a SECONDARY route with `disconnect_on_promoted_to_primary = yes` closes its
+/// session on the replica that turned writable.
+#[test]
+fn split_brain_keeps_the_primary_it_had_or_refuses() {
+    let r = repl();
+    r.wait_running(Duration::from_secs(10));
+    let p = r.primary();
+    let rogue = &r.servers[r.replica_indexes()[0]];
+    let (rw, ro, rw2) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let dests: Vec<String> = r.servers.iter().map(|s| s.addr()).collect();
+    let replicas: Vec<String> = r
+        .replica_indexes()
+        .iter()
+        .map(|&i| r.servers[i].addr())
+        .collect();
+    let body = format!(
+        "{}{}{}",
+        monitor_section(MON_PASS),
+        route("rw", rw, &dests, "role = PRIMARY\nrouting_strategy = round-robin"),
+        route(
+            "ro",
+            ro,
+            &replicas,
+            "role = SECONDARY\nrouting_strategy = first-available\ndisconnect_on_promoted_to_primary = yes"
+        )
+    );
+    let router = Router::start(&body, &[rw, ro]);
+    assert!(
+        wait_port(rw, p.port, Duration::from_secs(10)),
+        "{}",
+        router.log_text()
+    );
+    let rt = common::rt();
+    let (mut held, held_port) = rt.block_on(app_conn(ro)).unwrap();
+    assert_eq!(held_port, rogue.port);
+
+    // The replica leaves replication and turns writable.
+    replication::must(
+        rogue,
+        "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0",
+    );
+    let keep = format!(
+        "[routing:rw] split brain: '{}', '{}' are all writable; keeping '{}'",
+        p.addr(),
+        rogue.addr(),
+        p.addr()
+    );
+    let keep_rev = format!(
+        "[routing:rw] split brain: '{}', '{}' are all writable; keeping '{}'",
+        rogue.addr(),
+        p.addr(),
+        p.addr()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(router.log_text().contains(&keep) || router.log_text().contains(&keep_rev)) {
+        assert!(Instant::now() < deadline, "{}", router.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..6 {
+        assert_eq!(app_port(rw), Ok(p.port));
+    }
+    // The session on the promoted replica was closed.
+    assert!(router.wait_log(
+        &format!(
+            "[routing:ro] closing 1 connection(s) to '{}': it was promoted to PRIMARY",
+            rogue.addr()
+        ),
+        Duration::from_secs(5)
+    ));
+    let r2: Result<Option<u16>, _> = rt.block_on(held.query_first("SELECT @@port"));
+    assert!(
+        r2.is_err(),
+        "the session on the promoted replica is still open"
+    );
+
+    // A router that had no primary refuses while both are writable.
+    let body2 = format!(
+        "{}{}",
+        monitor_section(MON_PASS),
+        route(
+            "fresh",
+            rw2,
+            &dests,
+            "role = PRIMARY\nrouting_strategy = first-available"
+        )
+    );
+    let fresh = Router::start(&body2, &[rw2]);
+    assert!(
+        fresh.wait_log("split brain:", Duration::from_secs(10)),
+        "{}",
+        fresh.log_text()
+    );
+    let err = app_port(rw2).unwrap_err();
+    assert!(
+        err.contains("2003") || err.contains("Can't connect"),
+        "{err}"
+    );
+    let text = fresh.log_text();
+    assert!(
+        text.contains("refusing new clients until one remains"),
+        "{text}"
+    );
+    assert!(
+        text.contains("none of them was this route's primary"),
+        "{text}"
+    );
+
+    // Back to one primary.
+    replication::must(
+        rogue,
+        &format!(
+            "SET GLOBAL read_only = 1; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+             MASTER_USER='t', MASTER_PASSWORD='t', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE;",
+            p.port
+        ),
+    );
+    r.wait_running(Duration::from_secs(10));
+    assert!(router.wait_log("[routing:rw] split brain is over", Duration::from_secs(10)));
+    assert!(
+        wait_port(rw2, p.port, Duration::from_secs(10)),
+        "{}",
+        fresh.log_text()
+    );
+}
