@@ -35,13 +35,17 @@ fn next_id() -> i32 {
 
 /// A `[monitor]` section whose password is in a 0600 file.
 fn monitor_section(password: &str) -> String {
+    monitor_section_with(password, "")
+}
+
+fn monitor_section_with(password: &str, extra: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let dir = common::tmp_dir("monpw");
     let f = dir.join("monitor.pw");
     std::fs::write(&f, format!("{password}\n")).unwrap();
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
     format!(
-        "[monitor]\nuser = {MON_USER}\npassword_file = {}\ninterval = 1\nconnect_timeout = 1\nread_timeout = 1\n\n",
+        "[monitor]\nuser = {MON_USER}\npassword_file = {}\ninterval = 1\nconnect_timeout = 1\nread_timeout = 1\n{extra}\n",
         f.display()
     )
 }
@@ -536,9 +540,10 @@ fn monitor_quits_cleanly_and_survives_a_hung_and_a_dead_server() {
          CREATE USER 'app'@'%' IDENTIFIED BY 'app';",
     );
     let rw = common::free_port();
+    // PREFERRED against a server without TLS: the monitor falls back to plain TCP.
     let body = format!(
         "{}{}",
-        monitor_section(MON_PASS),
+        monitor_section_with(MON_PASS, "ssl_mode = PREFERRED"),
         route(
             "rw",
             rw,
@@ -698,6 +703,10 @@ fn role_options_are_validated_with_clear_messages() {
             format!("{mon}interval = 0\n{}", r("routing_strategy = round-robin\nrole = PRIMARY")),
             "option interval in [monitor] needs value between 1 and 3600 inclusive, was '0'",
         ),
+        (
+            format!("{mon}ssl_mode = VERIFY_CA\n{}", r("routing_strategy = round-robin\nrole = PRIMARY")),
+            "invalid value 'VERIFY_CA' for option ssl_mode in [monitor]. Allowed are: DISABLED,PREFERRED,REQUIRED.",
+        ),
     ];
     for (conf, want) in cases {
         let (code, err) = run_config(&conf);
@@ -836,7 +845,8 @@ fn readconnroute_sample_config_works() {
 
 /// MySQL 9.7 Group Replication, single-primary, three members:
 /// `group_replication_set_as_primary()` moves the PRIMARY route, and the SECONDARY route
-/// follows too. The monitor logs in with caching_sha2_password over plain TCP (RSA).
+/// follows too. The monitor logs in with caching_sha2_password over TLS
+/// (`ssl_mode = REQUIRED`); the `app` clients through the routes over plain TCP (RSA).
 #[test]
 fn group_replication_set_as_primary_moves_the_primary_route() {
     let g = common::group_replication::Group::start(3);
@@ -844,7 +854,7 @@ fn group_replication_set_as_primary_moves_the_primary_route() {
     let dests: Vec<String> = g.members.iter().map(|m| m.addr()).collect();
     let body = format!(
         "{}{}{}",
-        monitor_section(MON_PASS),
+        monitor_section_with(MON_PASS, "ssl_mode = REQUIRED"),
         route(
             "rw",
             rw,
@@ -869,6 +879,13 @@ fn group_replication_set_as_primary_moves_the_primary_route() {
     for _ in 0..4 {
         let p = app_port(ro).unwrap();
         assert!(p != first.port, "SECONDARY route reached the primary");
+    }
+    // The monitor's session on each member is encrypted.
+    for m in &g.members {
+        assert_eq!(
+            m.must("SELECT GROUP_CONCAT(DISTINCT CONNECTION_TYPE) FROM performance_schema.threads WHERE PROCESSLIST_USER = 'mon'"),
+            "SSL/TLS"
+        );
     }
     let t = Instant::now();
     first.must(&format!(

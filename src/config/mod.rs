@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::cli::Override;
 use crate::logging::Level;
 pub use logger::{LoggerConfig, SinkConfig, SinkKind};
-pub use monitor::MonitorConfig;
+pub use monitor::{MonitorConfig, MonitorSsl};
 pub use route::{Destination, Protocol, RoleOptions, RouteConfig, RouteRole, Strategy};
 pub use store::{Section, Store};
 

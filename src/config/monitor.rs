@@ -14,7 +14,21 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "interval",
     "connect_timeout",
     "read_timeout",
+    "ssl_mode",
 ];
+
+/// TLS on the monitor's connections (MySQL client's `--ssl-mode` names). The server's
+/// certificate is not verified (as with the client's PREFERRED and REQUIRED). The default
+/// is DISABLED: PREFERRED learns that a server has no TLS only by trying, and the server
+/// counts that first try as an aborted connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorSsl {
+    Disabled,
+    /// TLS when the server offers it, plain otherwise.
+    Preferred,
+    /// TLS or no connection.
+    Required,
+}
 
 /// A password that never prints itself (so it cannot reach a log by `{:?}`).
 #[derive(Clone, PartialEq, Eq)]
@@ -40,6 +54,7 @@ pub struct MonitorConfig {
     pub interval: Duration,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub ssl_mode: MonitorSsl,
 }
 
 fn invalid(msg: String) -> ConfigError {
@@ -129,12 +144,26 @@ pub fn validate(
     let interval = l.uint("interval", 1, 3600, 1)?;
     let connect_timeout = l.uint("connect_timeout", 1, 65535, 5)?;
     let read_timeout = l.uint("read_timeout", 1, 65535, 5)?;
+    let ssl_mode = match own(s, "ssl_mode") {
+        None => MonitorSsl::Disabled,
+        Some(v) => match v.to_ascii_uppercase().as_str() {
+            "DISABLED" => MonitorSsl::Disabled,
+            "PREFERRED" => MonitorSsl::Preferred,
+            "REQUIRED" => MonitorSsl::Required,
+            _ => {
+                return Err(invalid(format!(
+                    "invalid value '{v}' for option ssl_mode in [monitor]. Allowed are: DISABLED,PREFERRED,REQUIRED."
+                )))
+            }
+        },
+    };
     Ok(Some(MonitorConfig {
         user,
         password: Secret(password),
         interval: Duration::from_secs(interval),
         connect_timeout: Duration::from_secs(connect_timeout),
         read_timeout: Duration::from_secs(read_timeout),
+        ssl_mode,
     }))
 }
 

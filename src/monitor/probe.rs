@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Row};
+use mysql_async::{Conn, Opts, OptsBuilder, Row, SslOpts};
 
 use super::state::{Facts, GaleraFacts, GroupFacts, ReplicaFacts};
-use crate::config::{Destination, MonitorConfig};
+use crate::config::{Destination, MonitorConfig, MonitorSsl};
 
 /// What a server answered to, learned on each new connection.
 #[derive(Debug, Default, Clone)]
@@ -22,9 +22,15 @@ struct Caps {
 
 /// One destination's monitor connection.
 pub struct Prober {
+    /// Plain TCP (`ssl_mode = DISABLED`, or PREFERRED to a server without TLS).
     opts: Opts,
+    /// TLS, when `ssl_mode` allows it.
+    tls: Option<Opts>,
     connect_timeout: Duration,
     read_timeout: Duration,
+    ssl_mode: MonitorSsl,
+    /// PREFERRED: the server offered no TLS; later connections go plain at once.
+    no_tls: bool,
     conn: Option<Conn>,
     caps: Caps,
 }
@@ -38,17 +44,29 @@ fn text(e: &mysql_async::Error) -> String {
 
 impl Prober {
     pub fn new(d: &Destination, cfg: &MonitorConfig) -> Prober {
-        let opts = OptsBuilder::default()
+        let base = OptsBuilder::default()
             .ip_or_hostname(d.host.clone())
             .tcp_port(d.port)
             .user(Some(cfg.user.clone()))
             .pass(Some(cfg.password.expose().to_string()))
             // Stay on TCP: the destination is what the routes connect to.
             .prefer_socket(false)
-            .stmt_cache_size(0)
-            .into();
+            .stmt_cache_size(0);
+        // Like the mysql client's PREFERRED/REQUIRED: encrypted, certificate not verified.
+        let tls = (cfg.ssl_mode != MonitorSsl::Disabled).then(|| {
+            base.clone()
+                .ssl_opts(Some(
+                    SslOpts::default()
+                        .with_danger_accept_invalid_certs(true)
+                        .with_danger_skip_domain_validation(true),
+                ))
+                .into()
+        });
         Prober {
-            opts,
+            opts: base.into(),
+            tls,
+            ssl_mode: cfg.ssl_mode,
+            no_tls: false,
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             conn: None,
@@ -60,16 +78,7 @@ impl Prober {
     /// dropped (a fresh one is made next time).
     pub async fn probe(&mut self) -> Result<Facts, String> {
         if self.conn.is_none() {
-            let c = tokio::time::timeout(self.connect_timeout, Conn::new(self.opts.clone()))
-                .await
-                .map_err(|_| {
-                    format!(
-                        "connect timed out after {}s",
-                        self.connect_timeout.as_secs()
-                    )
-                })?
-                .map_err(|e| text(&e))?;
-            self.conn = Some(c);
+            self.conn = Some(self.connect().await?);
             self.caps = Caps::default();
         }
         let Some(mut conn) = self.conn.take() else {
@@ -94,6 +103,39 @@ impl Prober {
                 "no answer within read_timeout ({}s)",
                 self.read_timeout.as_secs()
             )),
+        }
+    }
+
+    async fn connect_with(&self, opts: &Opts) -> Result<Conn, mysql_async::Error> {
+        match tokio::time::timeout(self.connect_timeout, Conn::new(opts.clone())).await {
+            Ok(r) => r,
+            Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "connect timed out after {}s",
+                        self.connect_timeout.as_secs()
+                    ),
+                ),
+            ))),
+        }
+    }
+
+    /// A new connection: TLS first unless disabled; PREFERRED falls back to plain TCP
+    /// when the server offers no TLS.
+    async fn connect(&mut self) -> Result<Conn, String> {
+        let tls = match &self.tls {
+            Some(t) if !self.no_tls => t.clone(),
+            _ => return self.connect_with(&self.opts).await.map_err(|e| text(&e)),
+        };
+        match self.connect_with(&tls).await {
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) if self.ssl_mode == MonitorSsl::Preferred => {
+                self.no_tls = true;
+                self.connect_with(&self.opts).await.map_err(|e| text(&e))
+            }
+            r => r.map_err(|e| text(&e)),
         }
     }
 
