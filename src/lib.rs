@@ -2,7 +2,7 @@
 //!
 //! `main.rs` is thin; [`app`] wires the pieces: [`config`] (files → typed config),
 //! [`logging`] (MySQL Router's log), [`routing`] (listeners, strategies, connect),
-//! [`quarantine`] (shared destination health), [`relay`] (byte forwarding),
+//! [`quarantine`] (shared destination health), [`monitor`] (server roles and lag), [`relay`] (byte forwarding),
 //! [`protocol`] (the few MySQL frames the router writes) and [`process`] (pid file,
 //! privileges, systemd).
 
@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod monitor;
 pub mod process;
 pub mod protocol;
 pub mod quarantine;

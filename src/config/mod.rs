@@ -8,6 +8,7 @@ pub mod addr;
 pub mod files;
 pub mod ini;
 pub mod logger;
+pub mod monitor;
 pub mod route;
 pub mod store;
 
@@ -19,7 +20,8 @@ use thiserror::Error;
 use crate::cli::Override;
 use crate::logging::Level;
 pub use logger::{LoggerConfig, SinkConfig, SinkKind};
-pub use route::{Destination, Protocol, RouteConfig, Strategy};
+pub use monitor::{MonitorConfig, MonitorSsl};
+pub use route::{Destination, Protocol, RoleOptions, RouteConfig, RouteRole, Strategy};
 pub use store::{Section, Store};
 
 /// Compiled-in folders (Debian's layout), also the built-in `{..._folder}` variables.
@@ -108,6 +110,8 @@ pub struct Config {
     pub destination_status: DestinationStatusConfig,
     /// `[io] threads`: I/O worker threads, 0 = one per CPU.
     pub io_threads: usize,
+    /// `[monitor]`: the role monitor, when configured.
+    pub monitor: Option<MonitorConfig>,
     pub notices: Vec<Notice>,
 }
 
@@ -209,7 +213,7 @@ pub fn read_store(files: &[PathBuf], overrides: &[Override]) -> Result<Store, Co
 /// Loads and validates the configuration from files and overrides.
 pub fn load(files: &[PathBuf], overrides: &[Override]) -> Result<Config, ConfigError> {
     let store = read_store(files, overrides)?;
-    let mut config = validate(&store)?;
+    let mut config = validate_files(&store, files)?;
     config.files = files.to_vec();
     Ok(config)
 }
@@ -356,12 +360,19 @@ fn known_options(name: &str) -> Option<&'static [&'static str]> {
         "filelog" => Some(&["level", "timestamp_precision", "filename"]),
         "syslog" => Some(&["level", "timestamp_precision", "identity"]),
         "destination_status" => Some(&["error_quarantine_threshold", "error_quarantine_interval"]),
+        "monitor" => Some(monitor::KNOWN_OPTIONS),
         _ => ACCEPTED.iter().find(|(n, _)| *n == name).map(|(_, o)| *o),
     }
 }
 
 /// Validates a merged store into a [`Config`].
 pub fn validate(store: &Store) -> Result<Config, ConfigError> {
+    validate_files(store, &[])
+}
+
+/// [`validate`], knowing the files the store was read from (to warn about a
+/// `[monitor] password` in a file other users can read).
+pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, ConfigError> {
     let plugin_folder = store
         .get_default("plugin_folder")
         .map_err(ConfigError::Invalid)?
@@ -407,6 +418,20 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         .filter(|s| s.name == "destination_status")
         .collect();
     let destination_status = validate_destination_status(store, &ds)?;
+    let mon: Vec<&Section> = store
+        .sections
+        .iter()
+        .filter(|s| s.name == "monitor")
+        .collect();
+    let monitor = monitor::validate(store, &mon, files, &mut notices)?;
+    if monitor.is_none() {
+        if let Some(r) = routes.iter().find(|r| r.roles.is_some()) {
+            return Err(ConfigError::Invalid(format!(
+                "in [{}]: option role needs a [monitor] section (user, password_file) to learn the servers' roles",
+                r.section
+            )));
+        }
+    }
     let io_threads = match store.sections.iter().find(|s| s.name == "io") {
         Some(sec) => Lookup {
             store,
@@ -466,6 +491,7 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         routes,
         destination_status,
         io_threads,
+        monitor,
         notices,
     })
 }

@@ -2,7 +2,8 @@
 //! the life of each client connection (admit → choose → connect → relay → close).
 //!
 //! Destination choice is [`policy`] (pure); destination health is the shared
-//! [`Quarantine`]; bytes are moved by [`crate::relay`].
+//! [`Quarantine`]; bytes are moved by [`crate::relay`]. Routes with a `role` also read
+//! the [`Monitor`]'s view of each destination ([`roles`] follows it for them).
 //!
 //! Threads: a route's *manager* task (on the main runtime) owns the listening sockets
 //! and decides when they are open. Each I/O worker (one single-threaded runtime per
@@ -13,11 +14,12 @@ pub mod admission;
 pub mod connect;
 pub mod listener;
 pub mod policy;
+mod roles;
 mod session;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::config::{RouteConfig, Strategy};
+use crate::monitor::Monitor;
 use crate::protocol::errors;
 use crate::quarantine::Quarantine;
 use admission::{Admission, Refusal};
@@ -42,6 +45,8 @@ pub struct Shared {
     pub stop_accepting: watch::Receiver<bool>,
     /// Turns true when active connections must be closed.
     pub close_all: watch::Receiver<bool>,
+    /// The role monitor, when `[monitor]` is configured.
+    pub monitor: Option<Arc<Monitor>>,
 }
 
 pub struct Route {
@@ -52,6 +57,11 @@ pub struct Route {
     policy: Policy,
     /// `host:port` of each destination, the quarantine keys.
     keys: Vec<String>,
+    /// Active connections through this route per destination (least-connections, and
+    /// the counts of the session-closing log lines).
+    active: Vec<AtomicU64>,
+    /// Per destination: bumped to close this route's sessions on it (role routes).
+    kick: Vec<watch::Sender<u64>>,
     shared: Arc<Shared>,
 }
 
@@ -72,6 +82,8 @@ impl Route {
             listening: watch::channel(None).0,
             admission: Admission::new(cfg.max_connections as u64, cfg.max_connect_errors),
             policy: Policy::new(cfg.strategy, keys.len()),
+            active: keys.iter().map(|_| AtomicU64::new(0)).collect(),
+            kick: keys.iter().map(|_| watch::channel(0).0).collect(),
             keys,
             shared,
             cfg,
@@ -139,6 +151,11 @@ impl Route {
         );
         let bound = self.bind()?;
         self.publish(Some(bound));
+        if let (Some(_), Some(m)) = (&self.cfg.roles, &self.shared.monitor) {
+            let me = self.clone();
+            let m = m.clone();
+            tokio::spawn(async move { me.follow_roles(m).await });
+        }
         let me = self.clone();
         Ok(tokio::spawn(async move { me.manage().await }))
     }
@@ -315,7 +332,7 @@ impl Route {
         };
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connection accepted at {}", self.endpoints().join(", "));
 
-        let Some((server, addr)) = self.connect(fd, &peer).await else {
+        let Some((server, idx)) = self.connect(fd, &peer).await else {
             let frame = errors::accept_error(
                 self.cfg.protocol,
                 errors::CR_CONN_HOST_ERROR,
@@ -332,12 +349,25 @@ impl Route {
             );
             return;
         };
+        let addr = &self.keys[idx];
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
+        let _on_dest = ActiveGuard::new(&self.active[idx]);
+        // Role routes: the session ends when its destination stops serving the role.
+        let mut kicked = self.cfg.roles.as_ref().map(|_| self.kick[idx].subscribe());
 
         let mut close_all = self.shared.close_all.clone();
         let result = tokio::select! {
             r = self.serve_client(&client, &server, &peer, ip) => Some(r),
             _ = close_all.wait_for(|c| *c) => None,
+            _ = roles::kicked(&mut kicked) => {
+                tracing::debug!(
+                    target: "routing",
+                    "[{sec}] fd={fd} {peer} -> {addr}: connection closed: the destination no longer serves role {}",
+                    self.cfg.roles.as_ref().map(|r| r.role.name()).unwrap_or_default()
+                );
+                drop(permit);
+                return;
+            }
         };
         match result {
             Some(Ok(c)) => tracing::debug!(
@@ -366,11 +396,14 @@ impl Route {
 
     /// Tries the destinations in the policy's order. `None` when none connected (the
     /// ERROR line has been logged).
-    async fn connect(&self, fd: i32, peer: &str) -> Option<(tokio::net::TcpStream, String)> {
+    async fn connect(&self, fd: i32, peer: &str) -> Option<(tokio::net::TcpStream, usize)> {
         let sec = &self.cfg.section;
         let q = &self.shared.quarantine;
-        let plan = self.policy.plan(|i| q.is_quarantined(&self.keys[i]));
         let mut attempts: Vec<String> = Vec::new();
+        let plan = match self.role_plan(&mut attempts) {
+            Some(p) => p,
+            None => self.policy.plan(|i| q.is_quarantined(&self.keys[i])),
+        };
         for &idx in &plan.order {
             let key = &self.keys[idx];
             if q.is_quarantined(key) {
@@ -389,7 +422,7 @@ impl Route {
                             self.keys[sw.to]
                         );
                     }
-                    return Some((s, key.clone()));
+                    return Some((s, idx));
                 }
                 Err(e) => {
                     tracing::debug!(target: "routing", "[{sec}] fd={fd} {e}");
@@ -406,6 +439,22 @@ impl Route {
             attempts.join(", ")
         );
         None
+    }
+}
+
+/// Counts one active connection on a destination while it lives.
+struct ActiveGuard<'a>(&'a AtomicU64);
+
+impl<'a> ActiveGuard<'a> {
+    fn new(c: &'a AtomicU64) -> Self {
+        c.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(c)
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

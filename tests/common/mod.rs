@@ -2,7 +2,9 @@
 //! started with a generated config, and small client helpers.
 #![allow(dead_code)]
 
+pub mod group_replication;
 pub mod mysql97;
+pub mod replication;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -253,6 +255,11 @@ impl MariaDb {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id while it runs (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
     }
 }
 
