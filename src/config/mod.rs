@@ -10,6 +10,7 @@ pub mod ini;
 pub mod logger;
 pub mod route;
 pub mod store;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -14,6 +14,7 @@ pub mod connect;
 pub mod listener;
 pub mod policy;
 mod session;
+mod terminated;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -53,6 +54,8 @@ pub struct Route {
     /// `host:port` of each destination, the quarantine keys.
     keys: Vec<String>,
     shared: Arc<Shared>,
+    /// TLS contexts when the route terminates TLS (`client_ssl_mode` not PASSTHROUGH).
+    tls: Option<Arc<crate::session::tls::Contexts>>,
 }
 
 /// The bound listening sockets of one route (non-blocking).
@@ -63,7 +66,11 @@ struct Bound {
 }
 
 impl Route {
-    pub fn new(cfg: RouteConfig, shared: Arc<Shared>) -> Arc<Route> {
+    pub fn new(
+        cfg: RouteConfig,
+        shared: Arc<Shared>,
+        tls: Option<Arc<crate::session::tls::Contexts>>,
+    ) -> Arc<Route> {
         let keys: Vec<String> = cfg.destinations.iter().map(|d| d.address()).collect();
         for d in &cfg.destinations {
             shared.quarantine.register(d);
@@ -75,6 +82,7 @@ impl Route {
             keys,
             shared,
             cfg,
+            tls,
         })
     }
 
@@ -335,9 +343,15 @@ impl Route {
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
 
         let mut close_all = self.shared.close_all.clone();
-        let result = tokio::select! {
-            r = self.serve_client(&client, &server, &peer, ip) => Some(r),
-            _ = close_all.wait_for(|c| *c) => None,
+        let result = match self.tls.clone() {
+            Some(tls) => tokio::select! {
+                r = self.serve_terminated(client, server, &addr, &peer, ip, &tls) => Some(r),
+                _ = close_all.wait_for(|c| *c) => None,
+            },
+            None => tokio::select! {
+                r = self.serve_client(&client, &server, &peer, ip) => Some(r),
+                _ = close_all.wait_for(|c| *c) => None,
+            },
         };
         match result {
             Some(Ok(c)) => tracing::debug!(

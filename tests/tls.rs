@@ -1,0 +1,447 @@
+//! TLS termination (`client_ssl_mode` / `server_ssl_mode`) through the binary, with
+//! real servers (MariaDB with TLS certificates made here by openssl, one without TLS,
+//! MySQL 9.7 from ../shared/lab) and real clients (the `mariadb` CLI, the 9.7 `mysql`
+//! CLI, mysql_async over rustls).
+
+mod common;
+
+use common::{free_port, tmp_dir, MariaDb, Router};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A CA and a server certificate for `localhost` only (no IP SAN), made by openssl.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).display().to_string()
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pki() -> &'static Pki {
+    static P: OnceLock<Pki> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = tmp_dir("pki");
+        let subj = |cn: &str| format!("/CN={cn}");
+        for (ca, key) in [("ca.pem", "ca-key.pem"), ("other-ca.pem", "other-ca-key.pem")] {
+            openssl(
+                &dir,
+                &[
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", ca,
+                    "-days", "30", "-subj", &subj(ca),
+                ],
+            );
+        }
+        openssl(
+            &dir,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem", "-out",
+                "server.csr", "-subj", "/CN=localhost",
+            ],
+        );
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+        openssl(
+            &dir,
+            &[
+                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-out", "server-cert.pem", "-days", "30", "-extfile",
+                "ext.cnf",
+            ],
+        );
+        // mariadbd runs as mysql and must read them.
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let _ = std::fs::set_permissions(
+                e.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            );
+        }
+        Pki { dir }
+    })
+}
+
+/// A MariaDB server with TLS (the certificate above).
+fn tls_server() -> &'static MariaDb {
+    static S: OnceLock<MariaDb> = OnceLock::new();
+    S.get_or_init(|| {
+        let p = pki();
+        MariaDb::start_with(&[
+            format!("--ssl-cert={}", p.path("server-cert.pem")),
+            format!("--ssl-key={}", p.path("server-key.pem")),
+            format!("--ssl-ca={}", p.path("ca.pem")),
+            "--max-allowed-packet=64M".into(),
+        ])
+    })
+}
+
+/// A MariaDB server without TLS (Debian's package has no certificates).
+fn plain_server() -> &'static MariaDb {
+    static S: OnceLock<MariaDb> = OnceLock::new();
+    S.get_or_init(MariaDb::start)
+}
+
+fn route(name: &str, port: u16, dest: &str, extra: &str) -> String {
+    format!(
+        "[routing:{name}]\nbind_port = {port}\ndestinations = {dest}\nrouting_strategy = first-available\n{extra}\n"
+    )
+}
+
+fn cert_opts() -> String {
+    let p = pki();
+    format!(
+        "client_ssl_cert = {}\nclient_ssl_key = {}\n",
+        p.path("server-cert.pem"),
+        p.path("server-key.pem")
+    )
+}
+
+/// Runs the `mariadb` CLI against 127.0.0.1:port with extra args and SQL.
+fn mariadb(port: u16, args: &[&str], sql: &str) -> Output {
+    Command::new("mariadb")
+        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string()])
+        .args(["--protocol=TCP", "-u", "t", "-pt", "-N", "-B", "--connect-timeout=5"])
+        .args(args)
+        .args(["-e", sql])
+        .output()
+        .expect("mariadb client")
+}
+
+fn ok_text(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The server's view (`Ssl_cipher` of the session) and the client's (`\s`).
+fn ciphers(port: u16, client_ssl: bool) -> Result<(String, String), String> {
+    let flag = if client_ssl { "--ssl" } else { "--skip-ssl" };
+    let o = mariadb(
+        port,
+        &[flag, "--ssl-verify-server-cert=0"],
+        "SHOW SESSION STATUS LIKE 'Ssl_cipher'; \\s",
+    );
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let server = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Ssl_cipher\t"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let client = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("SSL:"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Ok((server, client))
+}
+
+#[test]
+fn every_mode_pair_uses_tls_on_the_hops_it_should() {
+    let srv = tls_server();
+    let modes_c = ["DISABLED", "PREFERRED", "REQUIRED"];
+    let modes_s = ["DISABLED", "PREFERRED", "REQUIRED", "AS_CLIENT"];
+    let mut body = String::new();
+    let mut ports = Vec::new();
+    for c in modes_c {
+        for s in modes_s {
+            let p = free_port();
+            let extra = format!("{}client_ssl_mode = {c}\nserver_ssl_mode = {s}\n", cert_opts());
+            body += &route(&format!("{c}_{s}").to_lowercase(), p, &srv.addr(), &extra);
+            ports.push((c, s, p));
+        }
+    }
+    let all: Vec<u16> = ports.iter().map(|x| x.2).collect();
+    let _r = Router::start(&body, &all);
+    for (c, s, port) in ports {
+        for client_ssl in [false, true] {
+            let got = ciphers(port, client_ssl);
+            // The client hop: TLS when the client asks and the router offers it.
+            let client_tls = client_ssl && c != "DISABLED";
+            if c == "REQUIRED" && !client_ssl {
+                let e = got.expect_err("REQUIRED refuses a client without TLS");
+                assert!(
+                    e.contains("SSL is required from client"),
+                    "{c}/{s}: {e}"
+                );
+                continue;
+            }
+            let server_tls = match s {
+                "DISABLED" => false,
+                "AS_CLIENT" => client_tls,
+                _ => true, // the server has TLS
+            };
+            let (server_view, client_view) =
+                got.unwrap_or_else(|e| panic!("{c}/{s} client_ssl={client_ssl}: {e}"));
+            assert_eq!(
+                !server_view.is_empty(),
+                server_tls,
+                "{c}/{s} client_ssl={client_ssl}: server hop cipher '{server_view}'"
+            );
+            assert_eq!(
+                client_view.contains("Cipher in use"),
+                client_tls,
+                "{c}/{s} client_ssl={client_ssl}: client hop '{client_view}'"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_client_sees_the_servers_greeting_and_auth_verdicts() {
+    let srv = tls_server();
+    let port = free_port();
+    let r = Router::start(
+        &route("g", port, &srv.addr(), &format!("{}max_connect_errors = 2\n", cert_opts())),
+        &[port],
+    );
+    let direct = common::greeting(srv.port).expect("direct greeting");
+    let routed = common::greeting(port).expect("greeting through the router");
+    let version = |g: &[u8]| {
+        let end = g[5..].iter().position(|&b| b == 0).unwrap();
+        String::from_utf8_lossy(&g[5..5 + end]).into_owned()
+    };
+    assert_eq!(version(&routed), version(&direct));
+    assert!(version(&routed).starts_with("5.5.5-10.11"));
+    // Wrong passwords: the server's 1045, unchanged, never counted as handshake errors.
+    for _ in 0..3 {
+        let o = Command::new("mariadb")
+            .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), "-ut", "-pwrong"])
+            .args(["--ssl", "--ssl-verify-server-cert=0", "-e", "SELECT 1"])
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("ERROR 1045") && e.contains("Access denied for user 't'"), "{e}");
+    }
+    let ok = ok_text(&mariadb(port, &["--ssl", "--ssl-verify-server-cert=0"], "SELECT @@port"));
+    assert_eq!(ok.trim(), srv.port.to_string());
+    assert!(!r.log_text().contains("incrementing error counter"));
+}
+
+#[test]
+fn large_results_and_compression_pass_through_tls() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("big", port, &srv.addr(), &cert_opts()), &[port]);
+    // 3 MB up (in the statement) and 3 MB down, checked by hash on both ends.
+    let payload: String = (0..3_000_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let sql = format!("SELECT MD5('{payload}'), LENGTH('{payload}'), REPEAT('xyz', 1000000)");
+    let file = tmp_dir("bigsql").join("q.sql");
+    std::fs::write(&file, &sql).unwrap();
+    for extra in [&["--ssl"][..], &["--ssl", "--compress"][..], &["--skip-ssl", "--compress"][..]] {
+        let mut args = extra.to_vec();
+        args.push("--ssl-verify-server-cert=0");
+        args.push("--max-allowed-packet=64M");
+        let o = Command::new("mariadb")
+            .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), "-ut", "-pt", "-N", "-B"])
+            .args(&args)
+            .stdin(std::fs::File::open(&file).unwrap())
+            .output()
+            .unwrap();
+        let out = ok_text(&o);
+        let cols: Vec<&str> = out.trim_end().split('\t').collect();
+        let md5 = Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(payload.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let expect = String::from_utf8_lossy(&md5.stdout);
+        assert_eq!(cols[0], &expect[..32], "{extra:?}: upload hashed by the server");
+        assert_eq!(cols[1], "3000000");
+        assert_eq!(cols[2], "xyz".repeat(1_000_000), "{extra:?}: 3 MB result");
+    }
+}
+
+#[test]
+fn required_modes_refuse_what_they_cannot_have() {
+    let tls = tls_server();
+    let plain = plain_server();
+    let (a, b) = (free_port(), free_port());
+    let body = route(
+        "need_server_tls",
+        a,
+        &plain.addr(),
+        &format!("{}server_ssl_mode = REQUIRED\n", cert_opts()),
+    ) + &route(
+        "need_client_tls",
+        b,
+        &tls.addr(),
+        &format!("{}client_ssl_mode = REQUIRED\n", cert_opts()),
+    );
+    let _r = Router::start(&body, &[a, b]);
+    let e = ciphers(a, true).expect_err("no TLS on the server");
+    assert!(e.contains("Requirements can not be satisfied"), "{e}");
+    let e = ciphers(b, false).expect_err("client without TLS");
+    assert!(e.contains("ERROR 2026") && e.contains("SSL is required from client"), "{e}");
+}
+
+#[test]
+fn server_certificates_are_verified_when_asked() {
+    let srv = tls_server();
+    let p = pki();
+    let localhost = format!("localhost:{}", srv.port);
+    let cases = [
+        ("ca_ok", srv.addr(), "VERIFY_CA", "ca.pem", true),
+        ("ca_wrong", srv.addr(), "VERIFY_CA", "other-ca.pem", false),
+        // The certificate names localhost only.
+        ("id_ok", localhost.clone(), "VERIFY_IDENTITY", "ca.pem", true),
+        ("id_ip", srv.addr(), "VERIFY_IDENTITY", "ca.pem", false),
+    ];
+    let mut body = String::new();
+    let mut ports = Vec::new();
+    for (name, dest, verify, ca, _) in &cases {
+        let port = free_port();
+        let extra = format!(
+            "{}server_ssl_mode = REQUIRED\nserver_ssl_verify = {verify}\nserver_ssl_ca = {}\n",
+            cert_opts(),
+            p.path(ca)
+        );
+        body += &route(name, port, dest, &extra);
+        ports.push(port);
+    }
+    let _r = Router::start(&body, &ports);
+    for ((name, _, _, _, good), port) in cases.iter().zip(ports) {
+        let got = ciphers(port, true);
+        if *good {
+            let (server_view, _) = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!server_view.is_empty(), "{name}");
+        } else {
+            let e = got.expect_err(name);
+            assert!(e.contains("SSL connection error"), "{name}: {e}");
+        }
+    }
+}
+
+#[test]
+fn bad_tls_options_exit_1_with_the_option_named() {
+    let p = pki();
+    let run = |extra: &str| {
+        let dir = tmp_dir("badtls");
+        let conf = dir.join("r.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[DEFAULT]\nlogging_folder =\n{}",
+                route("r", free_port(), "127.0.0.1:3306", extra)
+            ),
+        )
+        .unwrap();
+        let o = Command::new(common::router_bin())
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let key = p.path("server-key.pem");
+    let cert = p.path("server-cert.pem");
+    let cases = [
+        (
+            format!("client_ssl_cert = /nonexistent.pem\nclient_ssl_key = {key}\n"),
+            "Error: routing:r: loading client_ssl_cert '/nonexistent.pem' and client_ssl_key".to_string(),
+        ),
+        (
+            format!("client_ssl_cert = {key}\nclient_ssl_key = {key}\n"),
+            format!("loading client_ssl_cert '{key}' and client_ssl_key '{key}' failed"),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nclient_ssl_cipher = BOGUS\n"),
+            "Error: routing:r: setting client_ssl_cipher=BOGUS failed: no cipher match".into(),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nclient_ssl_curves = bogus\n"),
+            "setting client_ssl_curves=bogus failed".into(),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nserver_ssl_verify = VERIFY_CA\nserver_ssl_ca = /nonexistent\n"),
+            "setting server_ssl_ca=/nonexistent and server_ssl_capath= failed".into(),
+        ),
+        (
+            "client_ssl_mode = REQUIRED\n".into(),
+            "Error: Configuration error: client_ssl_cert must be set, if client_ssl_mode is 'REQUIRED'.".into(),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nserver_ssl_verify = VERIFY_IDENTITY\n"),
+            "server_ssl_ca or server_ssl_capath must be set, if server_ssl_verify is 'VERIFY_IDENTITY'.".into(),
+        ),
+    ];
+    for (extra, want) in cases {
+        let (code, err) = run(&extra);
+        assert_eq!(code, Some(1), "{extra}: {err}");
+        assert!(err.contains(&want), "{extra}\nwant: {want}\ngot: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn many_concurrent_tls_clients() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("many", port, &srv.addr(), &cert_opts()), &[port]);
+    common::raise_fd_limit();
+    let n = 1000;
+    let rt = common::rt();
+    let results: Vec<Result<u16, String>> = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            set.spawn(async move {
+                use mysql_async::prelude::Queryable;
+                let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(common::opts(port))
+                    .ssl_opts(Some(
+                        mysql_async::SslOpts::default()
+                            .with_danger_accept_invalid_certs(true),
+                    ))
+                    .into();
+                let work = async {
+                    let mut c = mysql_async::Conn::new(opts).await?;
+                    let p: Option<u16> = c.query_first("SELECT @@port").await?;
+                    let cipher: Option<(String, String)> = c
+                        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                        .await?;
+                    c.disconnect().await?;
+                    Ok::<_, mysql_async::Error>((p.unwrap_or(0), cipher))
+                };
+                match tokio::time::timeout(Duration::from_secs(60), work).await {
+                    Ok(Ok((p, Some((_, c))))) if !c.is_empty() => Ok(p),
+                    Ok(Ok(other)) => Err(format!("no TLS to the server: {other:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timeout".into()),
+                }
+            });
+        }
+        let mut v = Vec::new();
+        while let Some(r) = set.join_next().await {
+            v.push(r.unwrap_or_else(|e| Err(e.to_string())));
+        }
+        v
+    });
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).take(5).collect();
+    assert!(failed.is_empty(), "{} of {n} failed, e.g. {failed:?}", results.iter().filter(|r| r.is_err()).count());
+    assert!(results.iter().all(|r| r.as_ref().ok() == Some(&srv.port)));
+}
