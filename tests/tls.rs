@@ -40,28 +40,62 @@ fn pki() -> &'static Pki {
     P.get_or_init(|| {
         let dir = tmp_dir("pki");
         let subj = |cn: &str| format!("/CN={cn}");
-        for (ca, key) in [("ca.pem", "ca-key.pem"), ("other-ca.pem", "other-ca-key.pem")] {
+        for (ca, key) in [
+            ("ca.pem", "ca-key.pem"),
+            ("other-ca.pem", "other-ca-key.pem"),
+        ] {
             openssl(
                 &dir,
                 &[
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", ca,
-                    "-days", "30", "-subj", &subj(ca),
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    key,
+                    "-out",
+                    ca,
+                    "-days",
+                    "30",
+                    "-subj",
+                    &subj(ca),
                 ],
             );
         }
         openssl(
             &dir,
             &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem", "-out",
-                "server.csr", "-subj", "/CN=localhost",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
             ],
         );
         std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
         openssl(
             &dir,
             &[
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-                "-CAcreateserial", "-out", "server-cert.pem", "-days", "30", "-extfile",
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                "server-cert.pem",
+                "-days",
+                "30",
+                "-extfile",
                 "ext.cnf",
             ],
         );
@@ -115,7 +149,15 @@ fn cert_opts() -> String {
 fn mariadb(port: u16, args: &[&str], sql: &str) -> Output {
     Command::new("mariadb")
         .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string()])
-        .args(["--protocol=TCP", "-u", "t", "-pt", "-N", "-B", "--connect-timeout=5"])
+        .args([
+            "--protocol=TCP",
+            "-u",
+            "t",
+            "-pt",
+            "-N",
+            "-B",
+            "--connect-timeout=5",
+        ])
         .args(args)
         .args(["-e", sql])
         .output()
@@ -157,6 +199,42 @@ fn ciphers(port: u16, client_ssl: bool) -> Result<(String, String), String> {
     Ok((server, client))
 }
 
+/// The router's 2026 `SSL connection error`. The `mariadb` CLI (Connector/C) shows a
+/// server-sent error with a client-range code as 2027 `Received malformed packet`
+/// when the greeting is MariaDB's (as it is through this router); MySQL's clients show
+/// 2026 and the text.
+fn refused_for_tls(stderr: &str) -> bool {
+    stderr.contains("ERROR 2026 (HY000): SSL connection error")
+        || stderr.contains("ERROR 2027 (HY000): Received malformed packet")
+}
+
+/// Runs the MySQL 9.7 `mysql` CLI (../shared/lab) against 127.0.0.1:port.
+fn mysql97(port: u16, args: &[&str], sql: &str) -> Output {
+    let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/lab/mysql-9.7");
+    Command::new(lab)
+        .args([
+            "client",
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .args([
+            "--protocol=TCP",
+            "-u",
+            "t",
+            "-pt",
+            "-N",
+            "-B",
+            "--connect-timeout=5",
+        ])
+        .args(args)
+        .args(["-e", sql])
+        .output()
+        .expect("../shared/lab/mysql-9.7")
+}
+
 #[test]
 fn every_mode_pair_uses_tls_on_the_hops_it_should() {
     let srv = tls_server();
@@ -167,13 +245,16 @@ fn every_mode_pair_uses_tls_on_the_hops_it_should() {
     for c in modes_c {
         for s in modes_s {
             let p = free_port();
-            let extra = format!("{}client_ssl_mode = {c}\nserver_ssl_mode = {s}\n", cert_opts());
+            let extra = format!(
+                "{}client_ssl_mode = {c}\nserver_ssl_mode = {s}\n",
+                cert_opts()
+            );
             body += &route(&format!("{c}_{s}").to_lowercase(), p, &srv.addr(), &extra);
             ports.push((c, s, p));
         }
     }
     let all: Vec<u16> = ports.iter().map(|x| x.2).collect();
-    let _r = Router::start(&body, &all);
+    let r = Router::start(&body, &all);
     for (c, s, port) in ports {
         for client_ssl in [false, true] {
             let got = ciphers(port, client_ssl);
@@ -181,10 +262,11 @@ fn every_mode_pair_uses_tls_on_the_hops_it_should() {
             let client_tls = client_ssl && c != "DISABLED";
             if c == "REQUIRED" && !client_ssl {
                 let e = got.expect_err("REQUIRED refuses a client without TLS");
-                assert!(
-                    e.contains("SSL is required from client"),
-                    "{c}/{s}: {e}"
-                );
+                assert!(refused_for_tls(&e), "{c}/{s}: {e}");
+                assert!(r.wait_log(
+                    "refused: SSL is required from client",
+                    Duration::from_secs(5)
+                ));
                 continue;
             }
             let server_tls = match s {
@@ -213,7 +295,12 @@ fn the_client_sees_the_servers_greeting_and_auth_verdicts() {
     let srv = tls_server();
     let port = free_port();
     let r = Router::start(
-        &route("g", port, &srv.addr(), &format!("{}max_connect_errors = 2\n", cert_opts())),
+        &route(
+            "g",
+            port,
+            &srv.addr(),
+            &format!("{}max_connect_errors = 2\n", cert_opts()),
+        ),
         &[port],
     );
     let direct = common::greeting(srv.port).expect("direct greeting");
@@ -227,14 +314,27 @@ fn the_client_sees_the_servers_greeting_and_auth_verdicts() {
     // Wrong passwords: the server's 1045, unchanged, never counted as handshake errors.
     for _ in 0..3 {
         let o = Command::new("mariadb")
-            .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), "-ut", "-pwrong"])
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                "-ut",
+                "-pwrong",
+            ])
             .args(["--ssl", "--ssl-verify-server-cert=0", "-e", "SELECT 1"])
             .output()
             .unwrap();
         let e = String::from_utf8_lossy(&o.stderr);
-        assert!(e.contains("ERROR 1045") && e.contains("Access denied for user 't'"), "{e}");
+        assert!(
+            e.contains("ERROR 1045") && e.contains("Access denied for user 't'"),
+            "{e}"
+        );
     }
-    let ok = ok_text(&mariadb(port, &["--ssl", "--ssl-verify-server-cert=0"], "SELECT @@port"));
+    let ok = ok_text(&mariadb(
+        port,
+        &["--ssl", "--ssl-verify-server-cert=0"],
+        "SELECT @@port",
+    ));
     assert_eq!(ok.trim(), srv.port.to_string());
     assert!(!r.log_text().contains("incrementing error counter"));
 }
@@ -245,16 +345,30 @@ fn large_results_and_compression_pass_through_tls() {
     let port = free_port();
     let _r = Router::start(&route("big", port, &srv.addr(), &cert_opts()), &[port]);
     // 3 MB up (in the statement) and 3 MB down, checked by hash on both ends.
-    let payload: String = (0..3_000_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let payload: String = (0..3_000_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let sql = format!("SELECT MD5('{payload}'), LENGTH('{payload}'), REPEAT('xyz', 1000000)");
     let file = tmp_dir("bigsql").join("q.sql");
     std::fs::write(&file, &sql).unwrap();
-    for extra in [&["--ssl"][..], &["--ssl", "--compress"][..], &["--skip-ssl", "--compress"][..]] {
+    for extra in [
+        &["--ssl"][..],
+        &["--ssl", "--compress"][..],
+        &["--skip-ssl", "--compress"][..],
+    ] {
         let mut args = extra.to_vec();
         args.push("--ssl-verify-server-cert=0");
         args.push("--max-allowed-packet=64M");
         let o = Command::new("mariadb")
-            .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), "-ut", "-pt", "-N", "-B"])
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                "-ut",
+                "-pt",
+                "-N",
+                "-B",
+            ])
             .args(&args)
             .stdin(std::fs::File::open(&file).unwrap())
             .output()
@@ -272,7 +386,11 @@ fn large_results_and_compression_pass_through_tls() {
             })
             .unwrap();
         let expect = String::from_utf8_lossy(&md5.stdout);
-        assert_eq!(cols[0], &expect[..32], "{extra:?}: upload hashed by the server");
+        assert_eq!(
+            cols[0],
+            &expect[..32],
+            "{extra:?}: upload hashed by the server"
+        );
         assert_eq!(cols[1], "3000000");
         assert_eq!(cols[2], "xyz".repeat(1_000_000), "{extra:?}: 3 MB result");
     }
@@ -294,11 +412,26 @@ fn required_modes_refuse_what_they_cannot_have() {
         &tls.addr(),
         &format!("{}client_ssl_mode = REQUIRED\n", cert_opts()),
     );
-    let _r = Router::start(&body, &[a, b]);
+    let r = Router::start(&body, &[a, b]);
     let e = ciphers(a, true).expect_err("no TLS on the server");
-    assert!(e.contains("Requirements can not be satisfied"), "{e}");
+    assert!(refused_for_tls(&e), "{e}");
+    assert!(r.wait_log(
+        "refused: the server does not offer TLS",
+        Duration::from_secs(5)
+    ));
     let e = ciphers(b, false).expect_err("client without TLS");
-    assert!(e.contains("ERROR 2026") && e.contains("SSL is required from client"), "{e}");
+    assert!(refused_for_tls(&e), "{e}");
+    assert!(r.wait_log(
+        "refused: SSL is required from client",
+        Duration::from_secs(5)
+    ));
+    // The 9.7 mysql client shows MySQL Router's error as it is.
+    let o = mysql97(b, &["--ssl-mode=DISABLED"], "SELECT 1");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("ERROR 2026 (HY000): SSL connection error: SSL is required from client"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -310,7 +443,13 @@ fn server_certificates_are_verified_when_asked() {
         ("ca_ok", srv.addr(), "VERIFY_CA", "ca.pem", true),
         ("ca_wrong", srv.addr(), "VERIFY_CA", "other-ca.pem", false),
         // The certificate names localhost only.
-        ("id_ok", localhost.clone(), "VERIFY_IDENTITY", "ca.pem", true),
+        (
+            "id_ok",
+            localhost.clone(),
+            "VERIFY_IDENTITY",
+            "ca.pem",
+            true,
+        ),
         ("id_ip", srv.addr(), "VERIFY_IDENTITY", "ca.pem", false),
     ];
     let mut body = String::new();
@@ -325,7 +464,7 @@ fn server_certificates_are_verified_when_asked() {
         body += &route(name, port, dest, &extra);
         ports.push(port);
     }
-    let _r = Router::start(&body, &ports);
+    let r = Router::start(&body, &ports);
     for ((name, _, _, _, good), port) in cases.iter().zip(ports) {
         let got = ciphers(port, true);
         if *good {
@@ -333,7 +472,15 @@ fn server_certificates_are_verified_when_asked() {
             assert!(!server_view.is_empty(), "{name}");
         } else {
             let e = got.expect_err(name);
-            assert!(e.contains("SSL connection error"), "{name}: {e}");
+            assert!(refused_for_tls(&e), "{name}: {e}");
+            assert!(
+                r.wait_log(
+                    &format!("[routing:{name}] 127.0.0.1"),
+                    Duration::from_secs(5)
+                ) && r.log_text().contains("TLS to the server failed"),
+                "{name}: {}",
+                r.log_text()
+            );
         }
     }
 }
@@ -357,7 +504,10 @@ fn bad_tls_options_exit_1_with_the_option_named() {
             .arg(&conf)
             .output()
             .unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let key = p.path("server-key.pem");
     let cert = p.path("server-cert.pem");
@@ -412,12 +562,12 @@ fn many_concurrent_tls_clients() {
         for _ in 0..n {
             set.spawn(async move {
                 use mysql_async::prelude::Queryable;
-                let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(common::opts(port))
-                    .ssl_opts(Some(
-                        mysql_async::SslOpts::default()
-                            .with_danger_accept_invalid_certs(true),
-                    ))
-                    .into();
+                let opts: mysql_async::Opts =
+                    mysql_async::OptsBuilder::from_opts(common::opts(port))
+                        .ssl_opts(Some(
+                            mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+                        ))
+                        .into();
                 let work = async {
                     let mut c = mysql_async::Conn::new(opts).await?;
                     let p: Option<u16> = c.query_first("SELECT @@port").await?;
@@ -442,6 +592,10 @@ fn many_concurrent_tls_clients() {
         v
     });
     let failed: Vec<_> = results.iter().filter(|r| r.is_err()).take(5).collect();
-    assert!(failed.is_empty(), "{} of {n} failed, e.g. {failed:?}", results.iter().filter(|r| r.is_err()).count());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed, e.g. {failed:?}",
+        results.iter().filter(|r| r.is_err()).count()
+    );
     assert!(results.iter().all(|r| r.as_ref().ok() == Some(&srv.port)));
 }

@@ -213,8 +213,12 @@ pub(crate) fn validate(l: &Lookup, protocol: Protocol) -> Result<TlsConfig, Conf
         client_curves: text(l, "client_ssl_curves")?,
         client_dh_params: path(l, "client_ssl_dh_params")?,
         client_session_cache: l.boolean("client_ssl_session_cache_mode")?.unwrap_or(true),
-        client_session_cache_size: l.uint("client_ssl_session_cache_size", 1, 2_147_483_647, 1024)?
-            as usize,
+        client_session_cache_size: l.uint(
+            "client_ssl_session_cache_size",
+            1,
+            2_147_483_647,
+            1024,
+        )? as usize,
         server_cert: path(l, "server_ssl_cert")?,
         server_key: path(l, "server_ssl_key")?,
         server_cipher: text(l, "server_ssl_cipher")?,
@@ -224,7 +228,11 @@ pub(crate) fn validate(l: &Lookup, protocol: Protocol) -> Result<TlsConfig, Conf
         server_crl: path(l, "server_ssl_crl")?,
         server_crlpath: path(l, "server_ssl_crlpath")?,
         server_session_cache: l.boolean("server_ssl_session_cache_mode")?.unwrap_or(true),
-        server_session_cache_size: l.uint("server_ssl_session_cache_size", 1, 2_147_483_647, 1024)?
-            as usize,
+        server_session_cache_size: l.uint(
+            "server_ssl_session_cache_size",
+            1,
+            2_147_483_647,
+            1024,
+        )? as usize,
     })
 }

@@ -27,7 +27,10 @@ impl Route {
         C: AsyncRead + AsyncWrite + Unpin,
     {
         let sec = &self.cfg.section;
-        let host = split_host_port(addr).map(|(h, _)| h).unwrap_or(addr).to_string();
+        let host = split_host_port(addr)
+            .map(|(h, _)| h)
+            .unwrap_or(addr)
+            .to_string();
         let mut counts = Counts::default();
         let end = tokio::time::timeout(
             self.cfg.client_connect_timeout,

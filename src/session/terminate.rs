@@ -175,7 +175,13 @@ where
     };
     if greeting.payload.first() == Some(&0xFF) {
         // The server refuses (its own 1040/1129): pass it on, as in PASSTHROUGH.
-        let _ = write_packet(&mut client, greeting.seq, &greeting.payload, &mut counts.down).await;
+        let _ = write_packet(
+            &mut client,
+            greeting.seq,
+            &greeting.payload,
+            &mut counts.down,
+        )
+        .await;
         return End::ServerFailed("the server refused the connection".into());
     }
     let Some(layout) = greeting_layout(&greeting.payload) else {
@@ -193,7 +199,10 @@ where
         server_caps_lo & !(flag::SSL as u16)
     };
     g[layout.caps_lo..layout.caps_lo + 2].copy_from_slice(&lo.to_le_bytes());
-    if write_packet(&mut client, 0, &g, &mut counts.down).await.is_err() {
+    if write_packet(&mut client, 0, &g, &mut counts.down)
+        .await
+        .is_err()
+    {
         return End::ClientClosed { sent: false };
     }
 

@@ -20,7 +20,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{ring as provider, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::tls::{ClientSslMode, ServerSslMode, SslVerify, TlsConfig};
@@ -67,7 +69,9 @@ pub struct Contexts {
 }
 
 fn show(p: &Option<PathBuf>) -> String {
-    p.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -120,7 +124,10 @@ fn provider_for(
     if let Some(list) = cipher {
         let mut tls12: Vec<rustls::SupportedCipherSuite> = Vec::new();
         for name in list.split(':').map(str::trim) {
-            if let Some((_, s)) = CIPHER_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            if let Some((_, s)) = CIPHER_NAMES
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
                 if !tls12.contains(s) {
                     tls12.push(*s);
                 }
@@ -220,7 +227,9 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
     let connector = if cfg.server_mode == ServerSslMode::Disabled {
         None
     } else {
-        Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(cfg)?)))
+        Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(
+            cfg,
+        )?)))
     };
     Ok(Contexts {
         acceptor,
@@ -230,7 +239,11 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
 }
 
 fn client_config(cfg: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
-    let p = Arc::new(provider_for(&cfg.server_cipher, &cfg.server_curves, "server")?);
+    let p = Arc::new(provider_for(
+        &cfg.server_cipher,
+        &cfg.server_curves,
+        "server",
+    )?);
     let ca_err = |reason: String| TlsError::Ca {
         ca: show(&cfg.server_ca),
         capath: show(&cfg.server_capath),
@@ -308,7 +321,8 @@ fn client_config(cfg: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
     if !cfg.server_session_cache {
         cc.resumption = rustls::client::Resumption::disabled();
     } else {
-        cc.resumption = rustls::client::Resumption::in_memory_sessions(cfg.server_session_cache_size);
+        cc.resumption =
+            rustls::client::Resumption::in_memory_sessions(cfg.server_session_cache_size);
     }
     Ok(cc)
 }
