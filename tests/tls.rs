@@ -599,3 +599,133 @@ fn many_concurrent_tls_clients() {
     );
     assert!(results.iter().all(|r| r.as_ref().ok() == Some(&srv.port)));
 }
+
+// --- MySQL 9.7: caching_sha2_password through a terminating router ------------------
+
+use common::mysql97;
+
+fn mysql97_routes() -> (Router, u16, u16, u16) {
+    let srv = mysql97::shared();
+    let (plain_hop, tls_hops, off) = (free_port(), free_port(), free_port());
+    let body = route(
+        "plain_hop",
+        plain_hop,
+        &srv.addr(),
+        &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
+    ) + &route("tls_hops", tls_hops, &srv.addr(), &cert_opts())
+        + &route(
+            "off",
+            off,
+            &srv.addr(),
+            "client_ssl_mode = DISABLED\nserver_ssl_mode = DISABLED\n",
+        );
+    (
+        Router::start(&body, &[plain_hop, tls_hops, off]),
+        plain_hop,
+        tls_hops,
+        off,
+    )
+}
+
+fn flush_auth_cache() {
+    mysql97::shared().admin("FLUSH PRIVILEGES");
+}
+
+#[test]
+fn caching_sha2_full_and_fast_authentication_in_every_hop_combination() {
+    let (_r, plain_hop, tls_hops, off) = mysql97_routes();
+    let q = "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_cipher'";
+    // TLS client, plain server hop: the client sends its password in clear to the
+    // router, which must send it RSA-encrypted with the server's key (Oracle: 1045).
+    for (port, server_tls) in [(plain_hop, false), (tls_hops, true)] {
+        flush_auth_cache();
+        for round in ["full", "fast"] {
+            let out = mysql97::cli_result(&mysql97::cli(port, &["--ssl-mode=REQUIRED"], q))
+                .unwrap_or_else(|e| panic!("{round} auth via {port}: {e}"));
+            assert!(out.contains("sha2@%"), "{out}");
+            let cipher = out
+                .lines()
+                .find_map(|l| l.strip_prefix("Ssl_cipher\t"))
+                .unwrap_or("");
+            assert_eq!(!cipher.is_empty(), server_tls, "{round} via {port}: {out}");
+        }
+    }
+    // Plain both ways: full authentication with the server's RSA key, asked for by
+    // the client; without it the server's own refusal (2061) reaches the client.
+    flush_auth_cache();
+    let e = mysql97::cli_result(&mysql97::cli(off, &["--ssl-mode=DISABLED"], "SELECT 1"))
+        .expect_err("full auth without TLS or key");
+    assert!(e.contains("ERROR 2061"), "{e}");
+    let ok = mysql97::cli_result(&mysql97::cli(
+        off,
+        &["--ssl-mode=DISABLED", "--get-server-public-key"],
+        "SELECT 7",
+    ));
+    assert_eq!(ok.map(|s| s.trim().to_string()), Ok("7".to_string()));
+    // Wrong password: the server's 1045, unchanged.
+    let o = mysql97::client(&[
+        "-h127.0.0.1",
+        &format!("-P{tls_hops}"),
+        "-usha2",
+        "-pwrong",
+        "--ssl-mode=REQUIRED",
+        "-e",
+        "SELECT 1",
+    ]);
+    let e = mysql97::cli_result(&o).expect_err("wrong password");
+    assert!(
+        e.contains("ERROR 1045 (28000): Access denied for user 'sha2'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn compression_works_while_the_router_terminates_tls() {
+    let (_r, plain_hop, tls_hops, _) = mysql97_routes();
+    for port in [plain_hop, tls_hops] {
+        for algo in ["zlib", "zstd"] {
+            let out = mysql97::cli_result(&mysql97::cli(
+                port,
+                &[
+                    "--ssl-mode=REQUIRED",
+                    &format!("--compression-algorithms={algo}"),
+                ],
+                "SELECT REPEAT('abc', 350000); SHOW SESSION STATUS LIKE 'Compression_algorithm'",
+            ))
+            .unwrap_or_else(|e| panic!("{algo} via {port}: {e}"));
+            assert_eq!(out.lines().next(), Some("abc".repeat(350_000).as_str()));
+            assert!(
+                out.contains(&format!("Compression_algorithm\t{algo}")),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn prepared_statements_and_rows_over_16_mib_through_tls() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("ps", port, &srv.addr(), &cert_opts()), &[port]);
+    common::rt().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(common::opts(port))
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+            ))
+            .max_allowed_packet(Some(64 << 20))
+            .into();
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let stmt = c.prep("SELECT ?, REPEAT(?, ?)").await.unwrap();
+        let row: Option<(i64, Vec<u8>)> = c.exec_first(&stmt, (5, "q", 17_000_000)).await.unwrap();
+        let (n, big) = row.unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(big.len(), 17_000_000);
+        assert!(big.iter().all(|&b| b == b'q'));
+        // And up: a 17 MB parameter hashed by the server.
+        let up = vec![b'u'; 17_000_000];
+        let len: Option<i64> = c.exec_first("SELECT LENGTH(?)", (up,)).await.unwrap();
+        assert_eq!(len, Some(17_000_000));
+        c.disconnect().await.unwrap();
+    });
+}
