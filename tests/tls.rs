@@ -729,3 +729,183 @@ fn prepared_statements_and_rows_over_16_mib_through_tls() {
         c.disconnect().await.unwrap();
     });
 }
+
+// --- bad input on a terminating route, other clients and auth methods ---------------
+
+/// Connects, reads the greeting, sends `bytes`, returns what came back (bounded).
+fn raw(port: u16, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hdr = [0u8; 4];
+    s.read_exact(&mut hdr).unwrap();
+    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
+    let mut g = vec![0u8; len];
+    s.read_exact(&mut g).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn bad_handshakes_get_1043_are_counted_and_harm_no_one() {
+    let srv = tls_server();
+    let port = free_port();
+    let r = Router::start(
+        &route(
+            "bad",
+            port,
+            &srv.addr(),
+            &format!("{}max_connect_errors = 4\n", cert_opts()),
+        ),
+        &[port],
+    );
+    // MySQL Router's answer: sequence id 2, 1043, no SQL state.
+    let bad_handshake = [&[16u8, 0, 0, 2, 0xff, 0x13, 0x04][..], b"Bad handshake"].concat();
+    // Garbage where the response belongs.
+    let got = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(got, bad_handshake);
+    // A response with the wrong sequence id; a length that claims 16 MiB.
+    let mut wrong_seq = vec![32, 0, 0, 5];
+    wrong_seq.extend([0x00, 0x82, 0x08, 0x00]);
+    wrong_seq.resize(36, 0);
+    assert_eq!(raw(port, &wrong_seq), bad_handshake);
+    assert_eq!(raw(port, &[0xff, 0xff, 0xff, 1, 0, 0]), bad_handshake);
+    // An SSLRequest followed by bytes that are not TLS.
+    let mut ssl_req = vec![32, 0, 0, 1];
+    ssl_req.extend(0x0000_8a00u32.to_le_bytes()); // PROTOCOL_41 | SSL | SECURE_CONNECTION
+    ssl_req.resize(36, 0);
+    ssl_req.extend(b"\x16\x03\x01\x00\x05not tls at all");
+    let _ = raw(port, &ssl_req);
+    assert!(
+        r.wait_log("(now 4)", Duration::from_secs(5)),
+        "{}",
+        r.log_text()
+    );
+    // The host is blocked now; a good client is refused with 1129 ...
+    let e = ciphers(port, true).expect_err("blocked");
+    assert!(
+        e.contains("1129") || e.contains("Too many connection errors"),
+        "{e}"
+    );
+    // ... and a fresh route on the same server serves at once (nothing else was hurt).
+    let other = free_port();
+    let _r2 = Router::start(&route("good", other, &srv.addr(), &cert_opts()), &[other]);
+    assert!(ciphers(other, true).is_ok());
+}
+
+#[test]
+fn python_clients_over_terminated_tls() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("py", port, &srv.addr(), &cert_opts()), &[port]);
+    let script = format!(
+        r#"
+import ssl, pymysql, mysql.connector
+c = pymysql.connect(host="127.0.0.1", port={port}, user="t", password="t",
+                    ssl={{"check_hostname": False, "verify_mode": ssl.CERT_NONE}})
+cur = c.cursor()
+cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+print("pymysql", cur.fetchone()[1] != "", c.get_server_info())
+c.close()
+c = mysql.connector.connect(host="127.0.0.1", port={port}, user="t", password="t",
+                            ssl_verify_cert=False, use_pure=True)
+cur = c.cursor()
+cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+print("connector", cur.fetchone()[1] != "", c.get_server_info())
+cur.execute("SELECT REPEAT('p', 100000)")
+print("rows", len(cur.fetchone()[0]))
+c.close()
+"#
+    );
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    let out = ok_text(&o);
+    assert!(
+        out.contains("pymysql True 5.5.5-10.11") || out.contains("pymysql True 10.11"),
+        "{out}"
+    );
+    assert!(out.contains("connector True"), "{out}");
+    assert!(out.contains("rows 100000"), "{out}");
+}
+
+#[test]
+fn auth_switch_ed25519_and_empty_passwords_pass_through() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("auth", port, &srv.addr(), &cert_opts()), &[port]);
+    let root = |sql: &str| {
+        let o = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-S",
+                srv.socket.to_str().unwrap(),
+                "-uroot",
+                "-e",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    root("INSTALL SONAME 'auth_ed25519'");
+    root("CREATE OR REPLACE USER ed@'%' IDENTIFIED VIA ed25519 USING PASSWORD('edpw'); CREATE OR REPLACE USER nopw@'%' IDENTIFIED BY ''");
+    for (user, pw) in [("ed", "edpw"), ("nopw", "")] {
+        for ssl in ["--ssl", "--skip-ssl"] {
+            let o = Command::new("mariadb")
+                .args([
+                    "--no-defaults",
+                    "-h127.0.0.1",
+                    &format!("-P{port}"),
+                    &format!("-u{user}"),
+                ])
+                .arg(format!("-p{pw}"))
+                .args([
+                    ssl,
+                    "--ssl-verify-server-cert=0",
+                    "-N",
+                    "-B",
+                    "-e",
+                    "SELECT CURRENT_USER()",
+                ])
+                .output()
+                .unwrap();
+            let out = ok_text(&o);
+            assert_eq!(out.trim(), format!("{user}@%"), "{user} {ssl}");
+        }
+    }
+    // The mariadb CLI starts with mysql_native_password; MySQL 9.7's sha2 account
+    // makes the server switch it to caching_sha2_password (an auth switch through
+    // the router), full authentication over TLS.
+    let m = mysql97::shared();
+    let p97 = free_port();
+    let _r97 = Router::start(&route("sw", p97, &m.addr(), &cert_opts()), &[p97]);
+    flush_auth_cache();
+    let o = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{p97}"),
+            "-usha2",
+            "-psha2pw",
+        ])
+        .args([
+            "--ssl",
+            "--ssl-verify-server-cert=0",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT CURRENT_USER()",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ok_text(&o).trim(), "sha2@%");
+}

@@ -209,25 +209,34 @@ where
     // 2. The client's SSLRequest or response.
     let bad = |why: &str| End::Bad(why.to_string());
     let first = match read_packet(&mut client).await {
-        Ok(Some(p)) => p,
+        Ok(Some(p)) => Ok(p),
         Ok(None) => return End::ClientClosed { sent: false },
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             return End::ClientClosed { sent: true }
         }
-        Err(e) => return bad(&e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let first = match first {
+        Ok(p)
+            if p.seq == 1
+                && p.payload.len() >= 32
+                && caps_of_response(&p.payload) as u64 & flag::PROTOCOL_41 != 0 =>
+        {
+            p
+        }
+        other => {
+            // What MySQL Router sends (sequence id 2, no SQL state).
+            let e = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
+            let _ = client.write_all(&e).await;
+            let _ = client.flush().await;
+            counts.down += e.len() as u64;
+            return End::Bad(match other {
+                Err(why) => why,
+                Ok(_) => "not a handshake response".into(),
+            });
+        }
     };
     counts.up += 4 + first.payload.len() as u64;
-    let valid = first.seq == 1
-        && first.payload.len() >= 32
-        && caps_of_response(&first.payload) as u64 & flag::PROTOCOL_41 != 0;
-    if !valid {
-        // What MySQL Router sends (sequence id 2, no SQL state).
-        let e = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
-        let _ = client.write_all(&e).await;
-        let _ = client.flush().await;
-        counts.down += e.len() as u64;
-        return End::Bad("not a handshake response".into());
-    }
     let client_tls = caps_of_response(&first.payload) as u64 & flag::SSL != 0;
     let response = if client_tls {
         let Some(acceptor) = ctx.acceptor.as_ref().filter(|_| offer_ssl) else {
