@@ -236,11 +236,23 @@ async fn serve(
         stop_accepting: stop_rx.clone(),
         close_all: close_rx,
     });
-    let routes: Vec<Arc<Route>> = config
-        .routes
-        .iter()
-        .map(|r| Route::new(r.clone(), shared.clone()))
-        .collect();
+    let mut routes: Vec<Arc<Route>> = Vec::new();
+    for r in &config.routes {
+        let tls = if r.tls.terminates() {
+            match crate::session::tls::build(&r.tls) {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        tracing::warn!(target: "routing", "{w}");
+                    }
+                    Some(Arc::new(c))
+                }
+                Err(e) => return (fail(format!("{}: {e}", r.section)), "error".into()),
+            }
+        } else {
+            None
+        };
+        routes.push(Route::new(r.clone(), shared.clone(), tls));
+    }
     // Workers first (they wait for the routes' sockets), as MySQL Router starts its io
     // threads before the routes.
     let (exit_tx, exit_rx) = watch::channel(false);

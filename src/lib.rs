@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod quarantine;
 pub mod relay;
 pub mod routing;
+pub mod session;
 
 /// Shown in `--version` in place of Oracle's build comment.
 pub const PROJECT_NAME: &str = "mysqlrouter-rs";

@@ -11,6 +11,7 @@ pub mod logger;
 pub mod monitor;
 pub mod route;
 pub mod store;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -166,6 +166,7 @@ pub struct RouteConfig {
     pub net_buffer_length: usize,
     /// `Some` when the route follows server roles (`role` is set).
     pub roles: Option<RoleOptions>,
+    pub tls: super::tls::TlsConfig,
 }
 
 fn invalid(msg: String) -> ConfigError {
@@ -247,25 +248,6 @@ fn parse_bind_address(l: &Lookup) -> Result<(String, Option<u16>), ConfigError> 
     Ok((host.to_string(), port))
 }
 
-fn one_of<'a>(
-    l: &Lookup,
-    option: &str,
-    allowed: &[&'a str],
-) -> Result<Option<(&'a str, String)>, ConfigError> {
-    let Some(f) = l.get(option)? else {
-        return Ok(None);
-    };
-    match allowed.iter().find(|a| a.eq_ignore_ascii_case(&f.value)) {
-        Some(a) => Ok(Some((a, f.from))),
-        None => Err(invalid(format!(
-            "invalid value '{}' for option {option} in [{}]. Allowed are: {}.",
-            f.value,
-            f.from,
-            allowed.join(",")
-        ))),
-    }
-}
-
 fn parse_strategy(l: &Lookup, role: Option<RouteRole>) -> Result<Strategy, ConfigError> {
     let name = l.section.full_name();
     let mode = match l.get("mode")? {
@@ -322,73 +304,6 @@ fn parse_strategy(l: &Lookup, role: Option<RouteRole>) -> Result<Strategy, Confi
             ))),
         },
     }
-}
-
-/// TLS: only PASSTHROUGH (MySQL's TLS passes through unchanged) is implemented.
-fn check_tls(l: &Lookup, protocol: Protocol) -> Result<(), ConfigError> {
-    let client = one_of(
-        l,
-        "client_ssl_mode",
-        &["DISABLED", "PREFERRED", "REQUIRED", "PASSTHROUGH"],
-    )?;
-    let server = one_of(
-        l,
-        "server_ssl_mode",
-        &["DISABLED", "PREFERRED", "REQUIRED", "AS_CLIENT"],
-    )?;
-    let verify = one_of(
-        l,
-        "server_ssl_verify",
-        &["DISABLED", "VERIFY_CA", "VERIFY_IDENTITY"],
-    )?;
-    let has_cert = l
-        .get("client_ssl_cert")?
-        .is_some_and(|f| !f.value.is_empty())
-        || l.get("client_ssl_key")?
-            .is_some_and(|f| !f.value.is_empty());
-    let (client_mode, from) = match client {
-        Some((m, ref from)) => (m, from.clone()),
-        None if has_cert && protocol == Protocol::Classic => ("PREFERRED", l.section.full_name()),
-        None => ("PASSTHROUGH", l.section.full_name()),
-    };
-    if client_mode != "PASSTHROUGH" {
-        let why = if client.is_none() {
-            " (the default when client_ssl_cert/client_ssl_key are set)"
-        } else {
-            ""
-        };
-        return Err(ConfigError::Unsupported(format!(
-            "option client_ssl_mode in [{from}]: TLS termination (client_ssl_mode={client_mode}{why}) is not supported by this router; set client_ssl_mode=PASSTHROUGH to pass MySQL's TLS through to the servers unchanged"
-        )));
-    }
-    if let Some((s, _)) = server {
-        if s != "AS_CLIENT" {
-            return Err(invalid(
-                "If client_ssl_mode is PASSTHROUGH, server_ssl_mode must be AS_CLIENT.".into(),
-            ));
-        }
-    }
-    if let Some((v, from)) = verify {
-        if v != "DISABLED" {
-            return Err(ConfigError::Unsupported(format!(
-                "option server_ssl_verify in [{from}]: server certificate verification (server_ssl_verify={v}) is not supported by this router, which passes TLS through; the client verifies the server"
-            )));
-        }
-    }
-    for opt in [
-        "client_ssl_ca",
-        "client_ssl_capath",
-        "client_ssl_crl",
-        "client_ssl_crlpath",
-    ] {
-        if let Some(f) = l.get(opt)? {
-            return Err(invalid(format!(
-                "client_ssl_mode=PASSTHROUGH can not be combined with {opt}={}",
-                f.value
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Validates one `[routing*]` section, in MySQL Router's option order so the first
@@ -514,7 +429,7 @@ pub fn validate(
         )?;
         l.uint(&format!("{side}_ssl_session_cache_timeout"), 0, 86400, 300)?;
     }
-    check_tls(&l, protocol)?;
+    let tls = super::tls::validate(&l, protocol)?;
     let roles = parse_role_options(&l, role)?;
 
     let port = bind_addr_port.or(bind_port);
@@ -555,6 +470,7 @@ pub fn validate(
         max_connect_errors,
         net_buffer_length,
         roles,
+        tls,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod listener;
 pub mod policy;
 mod roles;
 mod session;
+mod terminated;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -63,6 +64,8 @@ pub struct Route {
     /// Per destination: bumped to close this route's sessions on it (role routes).
     kick: Vec<watch::Sender<u64>>,
     shared: Arc<Shared>,
+    /// TLS contexts when the route terminates TLS (`client_ssl_mode` not PASSTHROUGH).
+    tls: Option<Arc<crate::session::tls::Contexts>>,
 }
 
 /// The bound listening sockets of one route (non-blocking).
@@ -73,7 +76,11 @@ struct Bound {
 }
 
 impl Route {
-    pub fn new(cfg: RouteConfig, shared: Arc<Shared>) -> Arc<Route> {
+    pub fn new(
+        cfg: RouteConfig,
+        shared: Arc<Shared>,
+        tls: Option<Arc<crate::session::tls::Contexts>>,
+    ) -> Arc<Route> {
         let keys: Vec<String> = cfg.destinations.iter().map(|d| d.address()).collect();
         for d in &cfg.destinations {
             shared.quarantine.register(d);
@@ -87,6 +94,7 @@ impl Route {
             keys,
             shared,
             cfg,
+            tls,
         })
     }
 
@@ -356,8 +364,18 @@ impl Route {
         let mut kicked = self.cfg.roles.as_ref().map(|_| self.kick[idx].subscribe());
 
         let mut close_all = self.shared.close_all.clone();
+        let tls = self.tls.clone();
+        let serve = async {
+            match tls {
+                Some(tls) => {
+                    self.serve_terminated(client, server, addr, &peer, ip, &tls)
+                        .await
+                }
+                None => self.serve_client(&client, &server, &peer, ip).await,
+            }
+        };
         let result = tokio::select! {
-            r = self.serve_client(&client, &server, &peer, ip) => Some(r),
+            r = serve => Some(r),
             _ = close_all.wait_for(|c| *c) => None,
             _ = roles::kicked(&mut kicked) => {
                 tracing::debug!(

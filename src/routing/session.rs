@@ -99,7 +99,7 @@ impl Route {
         Ok(counts)
     }
 
-    fn count_error(&self, ip: IpAddr, peer: &str) {
+    pub(super) fn count_error(&self, ip: IpAddr, peer: &str) {
         let sec = &self.cfg.section;
         let (n, blocked) = self.admission.count_error(ip);
         tracing::info!(target: "routing", "[{sec}] incrementing error counter for host of {peer} (now {n})");
