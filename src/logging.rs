@@ -292,10 +292,17 @@ struct Sink {
     out: Output,
 }
 
+/// Mode of a log file the router creates: it can hold client addresses, so not
+/// world-readable (Oracle's router leaves it to the umask, usually 0644). logrotate's
+/// `create 0640` in packaging/mysqlrouter.logrotate must say the same.
+pub const LOG_FILE_MODE: u32 = 0o640;
+
 fn open_append(path: &PathBuf) -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(LOG_FILE_MODE)
         .open(path)
         .map_err(|e| {
             format!(
