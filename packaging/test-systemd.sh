@@ -41,12 +41,16 @@ KEY=$( (echo bookworm "$PACKAGES"; cat /etc/apt/sources.list /etc/apt/sources.li
   sha256sum | cut -c1-16)
 BASE="$CACHE/rootfs-$KEY"
 mkdir -p "$CACHE"
+# One builder at a time; a root made for another package list or apt source is dropped.
+exec 9>"$CACHE/lock"
+flock 9
 if [ ! -d "$BASE" ]; then
   step "mmdebstrap a Debian 12 root into $BASE (once; later runs reuse it)"
-  rm -rf "$BASE.tmp"
+  find "$CACHE" -mindepth 1 -maxdepth 1 -name 'rootfs-*' -exec rm -rf {} +
   mmdebstrap --quiet --variant=apt --include="$PACKAGES" bookworm "$BASE.tmp" >/dev/null
   mv "$BASE.tmp" "$BASE"
 fi
+flock -u 9
 
 # --- boot an overlay of it -------------------------------------------------------------
 WORK=$(mktemp -d /tmp/systemd-test.XXXXXX)
@@ -101,7 +105,12 @@ for _ in $(seq 300); do
     /usr/bin/systemctl is-system-running --wait 2>&1 || true)
   case "$STATE" in "Failed to connect"*) sleep 0.1 ;; *) break ;; esac
 done
-[ "$STATE" = running ] || { ct systemctl --failed --no-pager >&2 || true; fail "boot ended '$STATE'"; }
+case "$STATE" in
+  running) ;;
+  # A unit that the test does not use may fail in a container; say which, go on.
+  degraded) ct systemctl --failed --no-pager >&2 || true ;;
+  *) ct systemctl --failed --no-pager >&2 || true; cat "$WORK/console.log" >&2; fail "boot ended '$STATE'" ;;
+esac
 ct mariadb -e "CREATE USER 't'@'%' IDENTIFIED BY 't'; GRANT ALL ON *.* TO 't'@'%';"
 
 prop() { ct systemctl show -P "$1" mysqlrouter.service; }
