@@ -111,7 +111,8 @@ case "$STATE" in
   degraded) ct systemctl --failed --no-pager >&2 || true ;;
   *) ct systemctl --failed --no-pager >&2 || true; cat "$WORK/console.log" >&2; fail "boot ended '$STATE'" ;;
 esac
-ct mariadb -e "CREATE USER 't'@'%' IDENTIFIED BY 't'; GRANT ALL ON *.* TO 't'@'%';"
+ct mariadb -e "CREATE USER 't'@'%' IDENTIFIED BY 't'; GRANT ALL ON *.* TO 't'@'%';" ||
+  fail "the container's mariadbd does not answer"
 
 prop() { ct systemctl show -P "$1" mysqlrouter.service; }
 main_pid() { prop MainPID; }
@@ -134,7 +135,7 @@ LOG=/var/log/mysqlrouter/mysqlrouter.log
 PIDFILE=/run/mysqlrouter/mysqlrouter.pid
 
 step "dpkg -i: enabled, not started; conffile and unit as shipped"
-ct dpkg -i /pkg/old.deb >/dev/null
+ct dpkg -i /pkg/old.deb >/dev/null || fail "dpkg -i"
 [ "$(ct systemctl is-enabled mysqlrouter.service)" = enabled ] || fail "service not enabled on install"
 [ "$(ct systemctl is-active mysqlrouter.service || true)" = inactive ] || fail "service started on install"
 ct cmp -s /pkg/mysqlrouter.conf "$CONF" || fail "installed $CONF differs from packaging/mysqlrouter.conf"
@@ -182,14 +183,14 @@ step "route over TCP and the unix socket"
 routes "after start"
 
 step "reload: HUP, same pid"
-ct systemctl reload mysqlrouter.service
+ct systemctl reload mysqlrouter.service || fail "systemctl reload"
 wait_grep "log file reopened (SIGHUP)" "$LOG" || fail "reload did not reach the router as SIGHUP"
 [ "$(main_pid)" = "$PID1" ] || fail "reload changed the pid"
 [ "$(prop ActiveState)" = active ] || fail "not active after reload"
 routes "after reload"
 
 step "logrotate: new log file 0640 mysqlrouter, same pid, new lines in the new file"
-ct logrotate -f /etc/logrotate.d/mysqlrouter
+ct logrotate -f /etc/logrotate.d/mysqlrouter || fail "logrotate"
 ct test -s "$LOG.1" || fail "no rotated $LOG.1"
 [ "$(ct stat -c %a:%U:%G "$LOG")" = 640:mysqlrouter:mysqlrouter ] ||
   fail "log file after logrotate $(ct stat -c %a:%U:%G "$LOG"), want 640:mysqlrouter:mysqlrouter"
@@ -203,7 +204,7 @@ wait_grep "[routing:pkgtest]" "$LOG" || fail "no route line in the new log after
 [ "$(ct stat -c %s "$LOG.1")" = "$ROTATED" ] || fail "the router still writes to the rotated file"
 
 step "upgrade while running: new pid, new binary, routing works"
-ct dpkg -i /pkg/new.deb >/dev/null
+ct dpkg -i /pkg/new.deb >/dev/null || fail "dpkg -i of the newer .deb"
 [ "$(ct dpkg-query -W -f='${Version}' "$PKG")" = "$NEW_VERSION" ] || fail "version after upgrade"
 [ "$(prop ActiveState)" = active ] || fail "not active after upgrade"
 PID2=$(main_pid)
@@ -215,7 +216,7 @@ ct grep -q '^\[routing:pkgtest\]' "$CONF" || fail "upgrade lost the edited conff
 routes "after upgrade"
 
 step "stop: exit 0, pid file gone"
-ct systemctl stop mysqlrouter.service
+ct systemctl stop mysqlrouter.service || fail "systemctl stop"
 [ "$(prop ActiveState)" = inactive ] || fail "state after stop $(prop ActiveState)"
 [ "$(prop ExecMainStatus)" = 0 ] || fail "exit status $(prop ExecMainStatus) after stop"
 [ "$(prop Result)" = success ] || fail "result $(prop Result) after stop"
@@ -223,7 +224,7 @@ ct test ! -e "$PIDFILE" || fail "pid file left after stop"
 ct pgrep -x mysqlrouter >/dev/null && fail "a mysqlrouter process is left after stop"
 
 step "a stopped router stays stopped across an upgrade"
-ct dpkg -i /pkg/old.deb >/dev/null 2>&1
+ct dpkg -i /pkg/old.deb >/dev/null 2>&1 || fail "dpkg -i over the newer version"
 [ "$(ct systemctl is-active mysqlrouter.service || true)" = inactive ] || fail "upgrade started a stopped router"
 
 step "bad config: no restart loop, the router's message in systemctl status"
@@ -241,12 +242,12 @@ grep -q 'Error: Configuration error: option bind_port in \[routing:pkgtest\] nee
 step "remove while running stops the router; purge leaves nothing"
 ct sed -i 's/^bind_port = 99999$/bind_port = 6446/' "$CONF"
 ct systemctl reset-failed mysqlrouter.service
-ct systemctl start mysqlrouter.service
+ct systemctl start mysqlrouter.service || fail "systemctl start with the config fixed"
 routes "before remove"
-ct dpkg -r "$PKG" >/dev/null
+ct dpkg -r "$PKG" >/dev/null || fail "dpkg -r"
 ct pgrep -x mysqlrouter >/dev/null && fail "dpkg -r left the router running"
 ct test -e "$CONF" || fail "dpkg -r removed the conffile"
-ct dpkg -P "$PKG" >/dev/null
+ct dpkg -P "$PKG" >/dev/null || fail "dpkg -P"
 for p in /etc/mysqlrouter /var/log/mysqlrouter /var/lib/mysqlrouter /run/mysqlrouter /usr/bin/mysqlrouter \
          /usr/lib/systemd/system/mysqlrouter.service /usr/share/doc/mysqlrouter-rs; do
   ct test ! -e "$p" || fail "$p left after purge"
@@ -257,7 +258,7 @@ ct systemctl daemon-reload
 [ "$(ct systemctl is-enabled mysqlrouter.service 2>/dev/null || true)" != enabled ] || fail "still enabled after purge"
 
 step "rpm: install, start, route, erase"
-ct rpm -i --nodeps /pkg/pkg.rpm
+ct rpm -i --nodeps /pkg/pkg.rpm || fail "rpm -i"
 ct getent passwd mysqlrouter >/dev/null || fail "rpm: user mysqlrouter missing"
 [ "$(ct stat -c %U:%G /var/log/mysqlrouter)" = mysqlrouter:mysqlrouter ] || fail "rpm: log folder owner"
 ct systemctl daemon-reload    # what Fedora's rpm file triggers do
@@ -275,7 +276,7 @@ timeout 60 nsenter -t "$LEADER" -m -u -i -n -p -r -w /usr/bin/systemctl start my
   { ct systemctl status --no-pager mysqlrouter.service >&2 || true; fail "rpm: systemctl start"; }
 [ "$(ct ps -o user= -p "$(main_pid)" | tr -d ' ')" = mysqlrouter ] || fail "rpm: router not running as mysqlrouter"
 routes "rpm"
-ct rpm -e "$PKG"
+ct rpm -e "$PKG" || fail "rpm -e"
 ct pgrep -x mysqlrouter >/dev/null && fail "rpm -e left the router running"
 ct test ! -e /usr/bin/mysqlrouter || fail "rpm -e left the binary"
 ct test ! -e /usr/lib/systemd/system/mysqlrouter.service || fail "rpm -e left the unit"
