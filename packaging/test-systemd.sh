@@ -5,7 +5,8 @@
 # `systemd-nspawn -b` (the host need not run systemd) and, inside it, with a real mariadbd
 # (the container's own mariadb.service) as the backend:
 #   .deb: install (enabled, not started; conffile and unit as shipped; user, folders),
-#   `systemd-analyze security` exposure <= 3.0, start (Type=notify READY, as mysqlrouter),
+#   `systemd-analyze security` exposure <= 3.0, a start with the shipped conffile, then
+#   with routes added to it: start (Type=notify READY, as mysqlrouter),
 #   routing over TCP and the unix socket, reload (HUP, same pid), logrotate (new file
 #   0640 mysqlrouter, same pid, lines go to the new file), upgrade while running to
 #   NEWER_DEB (new pid, new binary, the edited conffile kept, routing works), stop (exit
@@ -152,6 +153,14 @@ EXPOSURE=$(ct systemd-analyze security --no-pager mysqlrouter.service |
 [ -n "$EXPOSURE" ] || fail "no exposure level from systemd-analyze security"
 echo "exposure $EXPOSURE"
 awk -v e="$EXPOSURE" 'BEGIN { exit !(e <= 3.0) }' || fail "exposure $EXPOSURE > 3.0"
+
+step "the conffile as shipped starts the service (no routes yet)"
+timeout 60 nsenter -t "$LEADER" -m -u -i -n -p -r -w /usr/bin/systemctl start mysqlrouter.service ||
+  { ct systemctl status --no-pager mysqlrouter.service >&2 || true; fail "systemctl start with the shipped config"; }
+[ "$(prop ActiveState)" = active ] || fail "state $(prop ActiveState) with the shipped config"
+wait_grep "Starting 'MySQL Router'" "$LOG" || fail "no start line in $LOG with the shipped config"
+ct systemctl stop mysqlrouter.service || fail "systemctl stop"
+[ "$(prop ExecMainStatus)" = 0 ] || fail "exit status $(prop ExecMainStatus) with the shipped config"
 
 step "start: Type=notify READY, running as mysqlrouter, log file 0640"
 # An administrator's edit of the conffile: a route over TCP and a unix socket, debug log,
