@@ -11,11 +11,12 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 # Debian packages: MariaDB server and client for the integration tests and the
 # quickstart, openssl for test certificates, groff for the man page check, lintian/rpm
-# for the package checks, PyMySQL and pip (for the MySQL connectors below) for the MySQL
-# 9.7 tests.
+# for the package checks, systemd-nspawn and mmdebstrap to check the packages under a
+# real systemd in a booted Debian (packaging/test-systemd.sh), PyMySQL and pip (for the
+# MySQL connectors below) for the MySQL 9.7 tests.
 need=()
 for p in mariadb-server mariadb-client groff-base lintian rpm adduser python3 openssl \
-         python3-pymysql python3-pip; do
+         systemd-container mmdebstrap python3-pymysql python3-pip; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
