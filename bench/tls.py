@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
 ORACLE = os.path.join(ROOT, "..", "shared", "lab", "oracle-mysqlrouter")
 procs = []
+PKI = None  # folder of the test certificates (sysbench runs there)
 
 
 def free_port():
@@ -65,8 +66,13 @@ def certs(base):
     os.makedirs(d)
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
          "-days", "7", "-subj", "/CN=localhost"], cwd=d)
+    # sysbench --mysql-ssl=on loads these three names from its working folder.
+    for src, dst in (("cert.pem", "cacert.pem"), ("cert.pem", "client-cert.pem"), ("key.pem", "client-key.pem")):
+        shutil.copy(os.path.join(d, src), os.path.join(d, dst))
     for f in os.listdir(d):
         os.chmod(os.path.join(d, f), 0o644)
+    global PKI
+    PKI = d
     return os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
 
 
@@ -82,7 +88,7 @@ def start_mariadb(base, cert, key):
            f"--socket={d}/sock", f"--pid-file={d}/pid", f"--tmpdir={d}", "--skip-name-resolve",
            "--max-connections=3000", "--max-connect-errors=1000000000", "--performance-schema=OFF",
            "--innodb-buffer-pool-size=64M", "--skip-log-bin", "--back-log=2000",
-           f"--ssl-cert={cert}", f"--ssl-key={key}"] + user)
+           f"--ssl-cert={cert}", f"--ssl-key={key}", f"--ssl-ca={cert}"] + user)
     wait_port(port)
     run(["mariadb", "--no-defaults", "-S", f"{d}/sock", "-uroot", "-e",
          "CREATE USER 't'@'%' IDENTIFIED BY 't'; GRANT ALL ON *.* TO 't'@'%'; CREATE DATABASE sbtest;"])
@@ -93,7 +99,7 @@ def sysbench(test, ports, secs):
     out = run(["sysbench", test, "--db-driver=mysql", "--mysql-host=127.0.0.1", "--mysql-ssl=on",
                "--mysql-port=" + ",".join(map(str, ports)), "--mysql-user=t", "--mysql-password=t",
                "--mysql-db=sbtest", "--tables=4", "--table-size=10000", "--threads=16", f"--time={secs}",
-               "--report-interval=0", "run"])
+               "--report-interval=0", "run"], cwd=PKI)
     return float(re.search(r"transactions:\s+\d+\s+\(([\d.]+) per sec", out).group(1))
 
 

@@ -143,11 +143,16 @@ async fn connrate(ports: Vec<u16>, secs: u64, tls: bool) {
                         mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true)
                     }))
                     .into();
-                if let Ok(mut c) = mysql_async::Conn::new(opts).await {
-                    if c.query_drop("SELECT 1").await.is_ok() {
-                        n += 1;
+                match mysql_async::Conn::new(opts).await {
+                    Ok(mut c) => {
+                        if c.query_drop("SELECT 1").await.is_ok() {
+                            n += 1;
+                        }
+                        let _ = c.disconnect().await;
                     }
-                    let _ = c.disconnect().await;
+                    // The first failure of a worker that never succeeded says why.
+                    Err(e) if n == 0 && i == w + 1 => eprintln!("connect failed: {e}"),
+                    Err(_) => {}
                 }
             }
             n

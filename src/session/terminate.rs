@@ -144,10 +144,11 @@ fn set_ssl_bit(r: &mut [u8], on: bool) {
 }
 
 fn server_name(host: &str) -> rustls::pki_types::ServerName<'static> {
-    rustls::pki_types::ServerName::try_from(host.to_string()).unwrap_or_else(|_| {
-        // ok: "localhost" always parses; used only when the host is not a valid name
-        rustls::pki_types::ServerName::try_from("localhost").expect("ok: constant name")
-    })
+    // A destination is a host name or an IP address; anything else (never expected
+    // after config validation) is named by the loopback address.
+    rustls::pki_types::ServerName::try_from(host.to_string()).unwrap_or(
+        rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    )
 }
 
 /// Runs the terminated handshake. `client` is the accepted client stream, `server`
