@@ -11,48 +11,10 @@ Needs: mariadb-server mariadb-client sysbench haproxy (Debian). Bounded: about 8
 import argparse, datetime, os, platform, re, shutil, signal, socket, statistics
 import subprocess, sys, tempfile, time
 
+from harness import cleanup, free_port, run, spawn, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, secs=30):
-    end = time.time() + secs
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} did not open")
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
-
-
-procs = []
-
-
-def spawn(cmd, **kw):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
-    procs.append(p)
-    return p
-
-
-def cleanup():
-    for p in procs:
-        try:
-            p.kill()
-        except Exception:
-            pass
 
 
 def start_mariadb(base):

@@ -82,24 +82,34 @@ impl Route {
                 );
                 false
             }
-            Err(_) => {
-                tracing::info!(
-                    target: "routing",
-                    "[{sec}] {peer} did not finish the handshake within client_connect_timeout ({}s)",
-                    self.cfg.client_connect_timeout.as_secs()
-                );
-                true
-            }
+            Err(_) => self.handshake_timed_out(peer),
         };
         if failure {
-            if let Some(ip) = ip {
-                self.count_error(ip, peer);
-            }
+            self.count_failure(ip, peer);
         }
         Ok(counts)
     }
 
-    pub(super) fn count_error(&self, ip: IpAddr, peer: &str) {
+    /// Logs a client that did not finish its handshake within `client_connect_timeout`;
+    /// such a client counts as a handshake failure (returns true).
+    pub(super) fn handshake_timed_out(&self, peer: &str) -> bool {
+        tracing::info!(
+            target: "routing",
+            "[{}] {peer} did not finish the handshake within client_connect_timeout ({}s)",
+            self.cfg.section,
+            self.cfg.client_connect_timeout.as_secs()
+        );
+        true
+    }
+
+    /// Counts a failed handshake against the client's host (unix clients have none).
+    pub(super) fn count_failure(&self, ip: Option<IpAddr>, peer: &str) {
+        if let Some(ip) = ip {
+            self.count_error(ip, peer);
+        }
+    }
+
+    fn count_error(&self, ip: IpAddr, peer: &str) {
         let sec = &self.cfg.section;
         let (n, blocked) = self.admission.count_error(ip);
         tracing::info!(target: "routing", "[{sec}] incrementing error counter for host of {peer} (now {n})");

@@ -72,19 +72,10 @@ impl Route {
                 tracing::info!(target: "routing", "[{sec}] {peer} refused: {why}");
                 false
             }
-            Err(_) => {
-                tracing::info!(
-                    target: "routing",
-                    "[{sec}] {peer} did not finish the handshake within client_connect_timeout ({}s)",
-                    self.cfg.client_connect_timeout.as_secs()
-                );
-                true
-            }
+            Err(_) => self.handshake_timed_out(peer),
         };
         if failed {
-            if let Some(ip) = ip {
-                self.count_error(ip, peer);
-            }
+            self.count_failure(ip, peer);
         }
         Ok(counts)
     }
