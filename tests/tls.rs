@@ -627,12 +627,20 @@ fn mysql97_routes() -> (Router, u16, u16, u16) {
     )
 }
 
+/// The MySQL 9.7 tests of this binary share one server, whose authentication cache
+/// some of them empty and others fill: they take turns.
+fn mysql97_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn flush_auth_cache() {
     mysql97::shared().admin("FLUSH PRIVILEGES");
 }
 
 #[test]
 fn caching_sha2_full_and_fast_authentication_in_every_hop_combination() {
+    let _turn = mysql97_turn();
     let (_r, plain_hop, tls_hops, off) = mysql97_routes();
     let q = "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_cipher'";
     // TLS client, plain server hop: the client sends its password in clear to the
@@ -681,6 +689,7 @@ fn caching_sha2_full_and_fast_authentication_in_every_hop_combination() {
 
 #[test]
 fn compression_works_while_the_router_terminates_tls() {
+    let _turn = mysql97_turn();
     let (_r, plain_hop, tls_hops, _) = mysql97_routes();
     for port in [plain_hop, tls_hops] {
         for algo in ["zlib", "zstd"] {
@@ -835,6 +844,7 @@ c.close()
 
 #[test]
 fn auth_switch_ed25519_and_empty_passwords_pass_through() {
+    let _turn = mysql97_turn();
     let srv = tls_server();
     let port = free_port();
     let _r = Router::start(&route("auth", port, &srv.addr(), &cert_opts()), &[port]);
@@ -946,6 +956,7 @@ fn recording_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u
 
 #[test]
 fn passwords_sent_in_clear_by_tls_clients_never_cross_a_plain_server_hop_in_clear() {
+    let _turn = mysql97_turn();
     let srv = mysql97::shared();
     srv.admin(
         "CREATE USER IF NOT EXISTS s256@'%' IDENTIFIED WITH sha256_password BY 's256-secret'; GRANT ALL ON *.* TO s256@'%'",
