@@ -156,7 +156,7 @@ fn mariadb(port: u16, args: &[&str], sql: &str) -> Output {
             "-pt",
             "-N",
             "-B",
-            "--connect-timeout=5",
+            "--connect-timeout=20",
         ])
         .args(args)
         .args(["-e", sql])
@@ -227,7 +227,7 @@ fn mysql97(port: u16, args: &[&str], sql: &str) -> Output {
             "-pt",
             "-N",
             "-B",
-            "--connect-timeout=5",
+            "--connect-timeout=20",
         ])
         .args(args)
         .args(["-e", sql])
