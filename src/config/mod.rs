@@ -6,6 +6,7 @@
 
 pub mod addr;
 pub mod files;
+pub mod http;
 pub mod ini;
 pub mod logger;
 pub mod route;
@@ -18,6 +19,7 @@ use thiserror::Error;
 
 use crate::cli::Override;
 use crate::logging::Level;
+pub use http::HttpConfig;
 pub use logger::{LoggerConfig, SinkConfig, SinkKind};
 pub use route::{Destination, Protocol, RouteConfig, Strategy};
 pub use store::{Section, Store};
@@ -108,6 +110,8 @@ pub struct Config {
     pub destination_status: DestinationStatusConfig,
     /// `[io] threads`: I/O worker threads, 0 = one per CPU.
     pub io_threads: usize,
+    /// The monitoring HTTP server, if any of its sections is configured.
+    pub http: Option<HttpConfig>,
     pub notices: Vec<Notice>,
 }
 
@@ -120,28 +124,8 @@ const ACCEPTED: &[(&str, &[&str])] = &[
         "connection_pool",
         &["max_idle_server_connections", "idle_timeout"],
     ),
-    (
-        "http_server",
-        &[
-            "port",
-            "bind_address",
-            "ssl",
-            "ssl_cert",
-            "ssl_key",
-            "ssl_cipher",
-            "ssl_dh_param",
-            "ssl_curves",
-            "static_folder",
-            "require_realm",
-        ],
-    ),
-    ("rest_api", &["require_realm"]),
-    ("rest_routing", &["require_realm"]),
-    ("rest_router", &["require_realm"]),
     ("rest_connection_pool", &["require_realm"]),
     ("rest_metadata_cache", &["require_realm"]),
-    ("http_auth_realm", &["backend", "method", "name", "require"]),
-    ("http_auth_backend", &["backend", "filename"]),
 ];
 
 const DEFAULT_KNOWN: &[&str] = &[
@@ -356,7 +340,11 @@ fn known_options(name: &str) -> Option<&'static [&'static str]> {
         "filelog" => Some(&["level", "timestamp_precision", "filename"]),
         "syslog" => Some(&["level", "timestamp_precision", "identity"]),
         "destination_status" => Some(&["error_quarantine_threshold", "error_quarantine_interval"]),
-        _ => ACCEPTED.iter().find(|(n, _)| *n == name).map(|(_, o)| *o),
+        _ => ACCEPTED
+            .iter()
+            .chain(http::KNOWN)
+            .find(|(n, _)| *n == name)
+            .map(|(_, o)| *o),
     }
 }
 
@@ -416,6 +404,8 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         None => 0,
     };
 
+    let http = http::validate(store)?;
+
     for s in &store.sections {
         if s.name != "io" && ACCEPTED.iter().any(|(n, _)| *n == s.name) {
             notices.push(Notice {
@@ -466,6 +456,7 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         routes,
         destination_status,
         io_threads,
+        http,
         notices,
     })
 }

@@ -14,6 +14,7 @@ pub mod connect;
 pub mod listener;
 pub mod policy;
 mod session;
+pub mod view;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use crate::config::{RouteConfig, Strategy};
 use crate::protocol::errors;
 use crate::quarantine::Quarantine;
+use crate::stats::{self, Connections, DestStats, Refused, RouteStats};
 use admission::{Admission, Refusal};
 use policy::Policy;
 use session::refuse;
@@ -53,6 +55,10 @@ pub struct Route {
     /// `host:port` of each destination, the quarantine keys.
     keys: Vec<String>,
     shared: Arc<Shared>,
+    /// Counters for monitoring (relaxed atomics, bumped once per connection).
+    stats: RouteStats,
+    dest_stats: Vec<DestStats>,
+    connections: Connections,
 }
 
 /// The bound listening sockets of one route (non-blocking).
@@ -72,10 +78,49 @@ impl Route {
             listening: watch::channel(None).0,
             admission: Admission::new(cfg.max_connections as u64, cfg.max_connect_errors),
             policy: Policy::new(cfg.strategy, keys.len()),
+            dest_stats: keys.iter().map(|_| DestStats::default()).collect(),
             keys,
             shared,
             cfg,
+            stats: RouteStats::default(),
+            connections: Connections::default(),
         })
+    }
+
+    /// A copy of the route's state for monitoring; with its live connections if asked.
+    pub fn snapshot(&self, with_connections: bool) -> stats::RouteSnapshot {
+        let mut counters = self.stats.values();
+        (counters.bytes_up, counters.bytes_down) = self.connections.bytes();
+        let states = self.shared.quarantine.states(&self.keys);
+        let destinations = self
+            .cfg
+            .destinations
+            .iter()
+            .zip(states)
+            .zip(&self.dest_stats)
+            .map(|((d, (quarantined, entries)), ds)| stats::DestSnapshot {
+                host: d.host.clone(),
+                port: d.port,
+                quarantined,
+                quarantine_entries: entries,
+                switches_to: ds.switches_to.load(std::sync::atomic::Ordering::Relaxed),
+                connect_latency: ds.latency(),
+                role: None,
+            })
+            .collect();
+        stats::RouteSnapshot {
+            config: self.cfg.clone(),
+            accepting: self.listening.borrow().is_some(),
+            active: self.admission.active(),
+            counters,
+            blocked_hosts: self.admission.blocked_hosts(),
+            destinations,
+            connections: if with_connections {
+                self.connections.snapshot()
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     fn endpoints(&self) -> Vec<String> {
@@ -275,6 +320,10 @@ impl Route {
         self.admission
             .admit(&self.shared.total, self.shared.max_total)
             .map_err(|refusal| {
+                self.stats.refused(match refusal {
+                    Refusal::Route { .. } => Refused::Limit,
+                    Refusal::Total { .. } => Refused::TotalLimit,
+                });
                 match refusal {
                     Refusal::Route { active, max } => tracing::warn!(
                         target: "routing",
@@ -307,15 +356,19 @@ impl Route {
                 "HY000",
                 &format!("Too many connection errors from {peer}"),
             );
+            self.stats.refused(Refused::BlockedHost);
             return refuse(client, &frame).await;
         }
         let permit = match self.admit() {
             Ok(p) => p,
             Err(frame) => return refuse(client, &frame).await,
         };
+        self.stats.admitted();
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connection accepted at {}", self.endpoints().join(", "));
 
+        let started = stats::now_us();
         let Some((server, addr)) = self.connect(fd, &peer).await else {
+            self.stats.refused(Refused::NoDestination);
             let frame = errors::accept_error(
                 self.cfg.protocol,
                 errors::CR_CONN_HOST_ERROR,
@@ -333,18 +386,23 @@ impl Route {
             return;
         };
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
+        let reg = self
+            .connections
+            .register(peer.clone(), addr.clone(), started);
+        let live = &reg.live;
+        live.connected(stats::now_us());
 
         let mut close_all = self.shared.close_all.clone();
         let result = tokio::select! {
-            r = self.serve_client(&client, &server, &peer, ip) => Some(r),
+            r = self.serve_client(&client, &server, &peer, ip, live) => Some(r),
             _ = close_all.wait_for(|c| *c) => None,
         };
+        let (up, down) = (live.up.bytes(), live.down.bytes());
+        drop(reg);
         match result {
-            Some(Ok(c)) => tracing::debug!(
+            Some(Ok(())) => tracing::debug!(
                 target: "routing",
-                "[{sec}] fd={fd} {peer} -> {addr}: connection closed (up: {}b; down: {}b)",
-                c.up,
-                c.down
+                "[{sec}] fd={fd} {peer} -> {addr}: connection closed (up: {up}b; down: {down}b)"
             ),
             Some(Err(e)) => tracing::debug!(
                 target: "routing",
@@ -378,10 +436,13 @@ impl Route {
                 attempts.push(format!("connect(/* {key} */): is quarantined"));
                 continue;
             }
+            let t = std::time::Instant::now();
             match connect::connect(&self.cfg.destinations[idx], self.cfg.connect_timeout).await {
                 Ok(s) => {
+                    self.dest_stats[idx].connected(t.elapsed());
                     q.report_success(key);
                     if let Some(sw) = self.policy.connected(&plan, idx) {
+                        self.dest_stats[sw.to].switched_to();
                         tracing::warn!(
                             target: "routing",
                             "[{sec}] switched destination from '{}' to '{}'",
