@@ -197,8 +197,8 @@ impl Api {
                 return Self::problem_not_found(req.path);
             }
             if let Some(realm) = &self.cfg.server.require_realm {
-                if let Check::Denied { realm_name } = self.realms.check(realm, req.authorization) {
-                    return Reply::unauthorized(&realm_name);
+                if let Some(r) = self.refusal(realm, req) {
+                    return r;
                 }
             }
             return Reply::not_found_html();
@@ -213,8 +213,8 @@ impl Api {
             return r;
         }
         if let Some(realm) = &guard.require_realm {
-            if let Check::Denied { realm_name } = self.realms.check(realm, req.authorization) {
-                return Reply::unauthorized(&realm_name);
+            if let Some(r) = self.refusal(realm, req) {
+                return r;
             }
         }
         if req.query.is_some_and(|q| !q.is_empty()) && endpoint != Endpoint::Metrics {
@@ -279,6 +279,20 @@ impl Api {
                     metrics::render(&s, &self.info),
                 )
             }
+        }
+    }
+
+    /// The answer for a request the realm does not let through, if any.
+    fn refusal(&self, realm: &str, req: &Request<'_>) -> Option<Reply> {
+        match self.realms.check(realm, req.authorization) {
+            Check::Granted => None,
+            Check::Denied { realm_name } => Some(Reply::unauthorized(&realm_name)),
+            Check::BadScheme => Some(Reply::new(
+                400,
+                "Bad Request",
+                "text/html; charset=ISO-8859-1",
+                "",
+            )),
         }
     }
 

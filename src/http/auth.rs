@@ -115,6 +115,8 @@ pub enum Check {
     Denied {
         realm_name: String,
     },
+    /// An `Authorization` header of another scheme: 400, as MySQL Router answers.
+    BadScheme,
 }
 
 impl Realms {
@@ -148,6 +150,12 @@ impl Realms {
         let denied = || Check::Denied {
             realm_name: name.clone(),
         };
+        if let Some(h) = authorization {
+            let scheme = h.trim().split(' ').next().unwrap_or("");
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Check::BadScheme;
+            }
+        }
         let Some((user, password)) = authorization.and_then(parse_basic) else {
             return denied();
         };
@@ -215,7 +223,8 @@ mod tests {
         assert_eq!(r.check("r", Some(&basic("alice", "wrong"))), denied);
         assert_eq!(r.check("r", Some(&basic("bob", "secret"))), denied);
         assert_eq!(r.check("r", None), denied);
-        assert_eq!(r.check("r", Some("Bearer xyz")), denied);
+        assert_eq!(r.check("r", Some("Bearer xyz")), Check::BadScheme);
+        assert_eq!(r.check("r", Some("Basic !!!")), denied);
         // The account is removed from the file: the cached password no longer works.
         std::fs::write(&path, "bob:$5$x$y\n").unwrap(); // ok: test code
         assert_eq!(r.check("r", Some(&basic("alice", "secret"))), denied);

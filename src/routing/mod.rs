@@ -390,7 +390,6 @@ impl Route {
             .connections
             .register(peer.clone(), addr.clone(), started);
         let live = &reg.live;
-        live.connected(stats::now_us());
 
         let mut close_all = self.shared.close_all.clone();
         let result = tokio::select! {

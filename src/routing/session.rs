@@ -38,6 +38,8 @@ impl Route {
         .await;
         let failure = match outcome {
             Ok(Ok(HandshakeEnd::Complete)) => {
+                // MySQL Router's timeConnectedToServer: the session is established.
+                live.connected(crate::stats::now_us());
                 if let Some(ip) = ip {
                     self.admission.reset(ip);
                 }

@@ -19,7 +19,7 @@ pub struct Live {
     pub destination: String,
     /// When the router started connecting to a server (µs since the epoch).
     pub started_us: u64,
-    /// When the server connection succeeded (0: not yet).
+    /// When the session was established, i.e. the handshake completed (0: not yet).
     connected_us: AtomicU64,
     /// Client → server.
     pub up: Tally,
