@@ -295,9 +295,12 @@ fn metrics_count_the_traffic_the_test_made() {
     let body = format!(
         "[routing:app]\nbind_address=127.0.0.1\nbind_port={app}\ndestinations={}\nrouting_strategy=round-robin\nmax_connections=2\nmax_connect_errors=2\n\n\
          [routing:dead]\nbind_address=127.0.0.1\nbind_port={dead}\ndestinations=127.0.0.1:{}\nrouting_strategy=first-available\n\n\
+         [routing:sock]\nsocket={}\ndestinations={}\nrouting_strategy=round-robin\n\n\
          {}\n[metrics]\nrequire_realm=r\n",
         db.addr(),
         free_port(),
+        dir.join("sock").display(),
+        db.addr(),
         monitoring_sections(http, &passwd)
     );
     let _router = Router::start(&body, &[app, dead]);
@@ -457,6 +460,31 @@ fn metrics_count_the_traffic_the_test_made() {
             &[("edition", "mysqlrouter-rs")]
         ),
         1.0
+    );
+    // The REST view of the same: a first-available route keeps listening with its only
+    // destination quarantined and stays alive (as Oracle 9.7.4 answers); a socket-only
+    // route shows MySQL Router's default bind address and port 0.
+    let api = format!("http://127.0.0.1:{http}/api/20190715/routes");
+    let h = curl(&auth, &format!("{api}/dead/health")).unwrap();
+    assert_eq!((h.status, h.body.as_str()), (200, r#"{"isAlive":true}"#));
+    let c = curl(&auth, &format!("{api}/sock/config")).unwrap().json();
+    assert_eq!(
+        c.as_object().unwrap().keys().collect::<Vec<_>>(),
+        [
+            "bindAddress",
+            "bindPort",
+            "clientConnectTimeoutInMs",
+            "destinationConnectTimeoutInMs",
+            "maxActiveConnections",
+            "maxConnectErrors",
+            "protocol",
+            "socket",
+            "routingStrategy"
+        ]
+    );
+    assert_eq!(
+        (&c["bindAddress"], &c["bindPort"]),
+        (&Value::from("127.0.0.1"), &Value::from(0))
     );
 }
 

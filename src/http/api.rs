@@ -375,10 +375,10 @@ fn route_reply(r: &RouteSnapshot, item: RouteItem) -> Reply {
 fn route_config(r: &RouteSnapshot) -> Map<String, Value> {
     let c = &r.config;
     let mut m = Map::new();
-    if let Some((host, port)) = &c.bind {
-        m.insert("bindAddress".into(), host.clone().into());
-        m.insert("bindPort".into(), (*port).into());
-    }
+    // A socket-only route shows MySQL Router's defaults (verified with 9.7.4).
+    let (host, port) = c.bind.clone().unwrap_or_else(|| ("127.0.0.1".into(), 0));
+    m.insert("bindAddress".into(), host.into());
+    m.insert("bindPort".into(), port.into());
     m.insert(
         "clientConnectTimeoutInMs".into(),
         (c.client_connect_timeout.as_millis() as u64).into(),

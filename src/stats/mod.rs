@@ -190,10 +190,12 @@ pub struct RouteSnapshot {
 }
 
 impl RouteSnapshot {
-    /// MySQL Router's health rule: alive while the route accepts clients and has a
-    /// destination that is not quarantined.
+    /// MySQL Router's health rule: alive while the route accepts clients and has
+    /// destinations. (9.7.4, verified: a first-available route whose only destination
+    /// is quarantined keeps listening and stays alive; round-robin and next-available
+    /// routes stop listening when all theirs are, and so turn dead.)
     pub fn is_alive(&self) -> bool {
-        self.accepting && self.destinations.iter().any(|d| !d.quarantined)
+        self.accepting && !self.destinations.is_empty()
     }
 }
 
