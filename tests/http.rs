@@ -291,19 +291,22 @@ fn metrics_count_the_traffic_the_test_made() {
     let db = MariaDb::start();
     let dir = tmp_dir("metrics");
     let passwd = passwd_file(&dir, "alice", "secret");
-    let (app, dead, http) = (free_port(), free_port(), free_port());
+    let (app, dead, fo, http) = (free_port(), free_port(), free_port(), free_port());
+    let gone = free_port();
     let body = format!(
-        "[routing:app]\nbind_address=127.0.0.1\nbind_port={app}\ndestinations={}\nrouting_strategy=round-robin\nmax_connections=2\nmax_connect_errors=2\n\n\
+        "[routing:fo]\nbind_address=127.0.0.1\nbind_port={fo}\ndestinations=127.0.0.1:{gone},{}\nrouting_strategy=first-available\n\n\
+         [routing:app]\nbind_address=127.0.0.1\nbind_port={app}\ndestinations={}\nrouting_strategy=round-robin\nmax_connections=2\nmax_connect_errors=2\n\n\
          [routing:dead]\nbind_address=127.0.0.1\nbind_port={dead}\ndestinations=127.0.0.1:{}\nrouting_strategy=first-available\n\n\
          [routing:sock]\nsocket={}\ndestinations={}\nrouting_strategy=round-robin\n\n\
          {}\n[metrics]\nrequire_realm=r\n",
+        db.addr(),
         db.addr(),
         free_port(),
         dir.join("sock").display(),
         db.addr(),
         monitoring_sections(http, &passwd)
     );
-    let _router = Router::start(&body, &[app, dead]);
+    let _router = Router::start(&body, &[app, dead, fo]);
     let url = format!("http://127.0.0.1:{http}/metrics");
     wait_http(&url, &[], Duration::from_secs(10));
     let denied = curl(&[], &url).unwrap();
@@ -373,6 +376,8 @@ fn metrics_count_the_traffic_the_test_made() {
     let _ = raw_handshake_garbage(app);
     // The dead route has no destination to offer.
     assert!(cli_port_tcp(dead).is_err());
+    // fo's first destination is gone: the client lands on the second, a switch.
+    assert_eq!(cli_port_tcp(fo), Ok(db.port));
 
     let s = idle(&url);
     let app_l = [("route", "app")];
@@ -461,6 +466,26 @@ fn metrics_count_the_traffic_the_test_made() {
         ),
         1.0
     );
+    let gone_key = format!("127.0.0.1:{gone}");
+    let fo_gone = [("route", "fo"), ("destination", gone_key.as_str())];
+    let fo_db = [("route", "fo"), ("destination", dest.as_str())];
+    assert_eq!(
+        value(&s, "mysqlrouter_destination_switches_total", &fo_db),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "mysqlrouter_destination_switches_total", &fo_gone),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "mysqlrouter_destination_quarantine_entries_total",
+            &fo_gone
+        ),
+        1.0
+    );
+    assert_eq!(value(&s, "mysqlrouter_destination_up", &fo_gone), 0.0);
     // The REST view of the same: a first-available route keeps listening with its only
     // destination quarantined and stays alive (as Oracle 9.7.4 answers); a socket-only
     // route shows MySQL Router's default bind address and port 0.
