@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A/B benchmark of two router binaries on the same servers, rounds interleaved.
 
-    python3 bench/ab.py ROUTER_A ROUTER_B [--rounds N] [--secs S]
+    python3 bench/ab.py ROUTER_A ROUTER_B [--rounds N] [--secs S] [--no-monitoring]
 
 For checking that a change costs nothing on the relay: B runs with the monitoring
 server on ([http_server], [rest_routing], [metrics]) and is scraped once a second
-while it is measured. Measures sysbench oltp_point_select tps (16 threads) through a
+while it is measured (--no-monitoring: B runs the same config as A). Measures sysbench oltp_point_select tps (16 threads) through a
 round-robin route to three mariadbd, and connections/s (connect + SELECT 1 + quit,
 examples/benchtool.rs). Prints the medians and B/A. Needs mariadb-server sysbench and
 a release build of the benchtool example. Bounded: rounds x (2 x (secs + secs/2)).
@@ -22,6 +22,7 @@ def main():
     ap.add_argument("b")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--no-monitoring", action="store_true")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="ab-")
     os.chmod(base, 0o755)
@@ -36,7 +37,7 @@ def main():
         for name, binary in (("A", args.a), ("B", args.b)):
             port, http = bench.free_port(), bench.free_port()
             extra = ""
-            if name == "B":
+            if name == "B" and not args.no_monitoring:
                 with open(os.path.join(base, "users"), "w") as f:
                     f.write("u:$5$CMYVtzTN/fBGshh9$VIQP11/xbpvjmJ0PY4HDkbv22rHp2VWcr47to/4Nqx8\n")
                 extra = f"""[http_server]
@@ -83,7 +84,8 @@ routing_strategy = round-robin
                 stop.wait(1.0)
 
         t = threading.Thread(target=scraper, daemon=True)
-        t.start()
+        if not args.no_monitoring:
+            t.start()
         res = {n: {"tps": [], "conn": []} for n in ports}
         for rnd in range(args.rounds):
             for n in (["A", "B"] if rnd % 2 == 0 else ["B", "A"]):
