@@ -84,8 +84,16 @@ fn histogram(
     Ok(())
 }
 
+/// A label value as the exposition format wants it (the encoder writes values as
+/// given): backslash, double quote and newline escaped. Route names are config keys.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn route(name: &str) -> Labels {
-    vec![("route", name.to_string())]
+    vec![("route", esc(name))]
 }
 
 impl prometheus_client::collector::Collector for Collect {
@@ -274,4 +282,78 @@ pub fn render(snap: &Snapshot, info: &RouterInfo) -> String {
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Destination, Protocol, RouteConfig, Strategy};
+    use crate::stats::{DestSnapshot, RouteCounters, RouteSnapshot};
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn label_values_are_escaped_and_names_follow_conventions() {
+        let cfg = RouteConfig {
+            section: "routing:a\"b".into(),
+            name: "a\"b\\c".into(),
+            protocol: Protocol::Classic,
+            destinations: vec![Destination {
+                host: "db".into(),
+                port: 3306,
+            }],
+            bind: Some(("127.0.0.1".into(), 6446)),
+            socket: None,
+            strategy: Strategy::RoundRobin,
+            connect_timeout: Duration::from_secs(5),
+            client_connect_timeout: Duration::from_secs(9),
+            max_connections: 0,
+            max_connect_errors: 100,
+            net_buffer_length: 16384,
+        };
+        let snap = Snapshot {
+            started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+            max_total_connections: 512,
+            current_total_connections: 0,
+            routes: vec![RouteSnapshot {
+                config: cfg,
+                accepting: true,
+                active: 0,
+                counters: RouteCounters {
+                    total: 3,
+                    ..Default::default()
+                },
+                blocked_hosts: vec![],
+                destinations: vec![DestSnapshot {
+                    host: "db".into(),
+                    port: 3306,
+                    quarantined: false,
+                    quarantine_entries: 0,
+                    switches_to: 0,
+                    connect_latency: crate::stats::Histogram {
+                        per_bucket: vec![0; LATENCY_BUCKETS.len() + 1],
+                        sum_secs: 0.0,
+                    },
+                    role: None,
+                }],
+                connections: vec![],
+            }],
+        };
+        let info = RouterInfo {
+            process_id: 1,
+            product_edition: "mysqlrouter-rs".into(),
+            version: "0.1.0".into(),
+            hostname: "h".into(),
+            started_us: 0,
+        };
+        let text = render(&snap, &info);
+        assert!(
+            text.contains("mysqlrouter_route_connections_total{route=\"a\\\"b\\\\c\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mysqlrouter_start_time_seconds 1000\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
 }
