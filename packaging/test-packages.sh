@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the .deb and .rpm and checks them: lintian, install, the installed router
-# forwarding a real client's query to a real mariadbd as the mysqlrouter user, remove,
-# purge (nothing left behind), and the .rpm's file list, scripts and relations.
+# Builds the .deb and .rpm and checks them: lintian and the .deb's relations, the .rpm's
+# file list, scripts and relations, then everything that needs them installed and running
+# under a real systemd, in a booted container (packaging/test-systemd.sh): install,
+# start, route, reload, logrotate, upgrade while running, stop, a bad config, remove,
+# purge, and the .rpm's install, run and erase. Nothing is installed on the host.
 #
-# Needs root, cargo-deb, cargo-generate-rpm, lintian, rpm, mariadb-server and
-# mariadb-client (.ci/run installs them). Run from the repository root; run by
+# Needs root, cargo-deb, cargo-generate-rpm, lintian, rpm, systemd-container and
+# mmdebstrap (.ci/run installs them). Run from the repository root; run by
 # tests/packaging.rs as part of `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,24 +14,9 @@ cd "$(dirname "$0")/.."
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "== $*"; }
 
-[ "$(id -u)" = 0 ] || fail "needs root (dpkg -i)"
-PKG=mysqlrouter-rs
+[ "$(id -u)" = 0 ] || fail "needs root (systemd-nspawn)"
 WORK=$(mktemp -d /tmp/pkgtest.XXXXXX)
-chmod 755 "$WORK"
-MPID=""
-RPID=""
-cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null || true
-  [ -n "$MPID" ] && kill -9 "$MPID" 2>/dev/null || true
-  dpkg -P "$PKG" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# A leftover from an interrupted run (or a router run by hand as root) must not hide a
-# packaging bug.
-dpkg -P "$PKG" >/dev/null 2>&1 || true
-rm -rf /var/log/mysqlrouter /var/lib/mysqlrouter /run/mysqlrouter /etc/mysqlrouter
+trap 'rm -rf "$WORK"' EXIT
 
 step "build .deb"
 cargo deb --locked --output "$WORK/" >/dev/null
@@ -39,68 +26,25 @@ step "lintian"
 # Overrides, each with its reason, live in packaging/lintian-overrides.
 lintian --fail-on error,warning --suppress-tags-from-file packaging/lintian-overrides "$DEB"
 
-step "dpkg -i"
-dpkg -i "$DEB"
-getent passwd mysqlrouter >/dev/null || fail "user mysqlrouter missing"
-getent group mysqlrouter >/dev/null || fail "group mysqlrouter missing"
-for d in /var/log/mysqlrouter /var/lib/mysqlrouter /run/mysqlrouter; do
-  [ "$(stat -c %U:%G "$d")" = mysqlrouter:mysqlrouter ] || fail "$d not owned by mysqlrouter"
+step ".deb contents and relations"
+LIST=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\.||')
+for f in /usr/bin/mysqlrouter /etc/mysqlrouter/mysqlrouter.conf /usr/lib/systemd/system/mysqlrouter.service \
+         /usr/lib/tmpfiles.d/mysqlrouter.conf /etc/logrotate.d/mysqlrouter /usr/share/man/man1/mysqlrouter.1.gz \
+         /usr/share/doc/mysqlrouter-rs/copyright; do
+  grep -qx "$f" <<<"$LIST" || fail ".deb lacks $f"
 done
-dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q '/etc/mysqlrouter/mysqlrouter.conf' || fail "mysqlrouter.conf is not a conffile"
-UNIT=$(dpkg -L "$PKG" | grep 'systemd/system/mysqlrouter.service$') || fail "no unit file"
-grep -q '^Type=notify' "$UNIT" || fail "unit is not Type=notify"
-grep -q '^ExecStart=/usr/bin/mysqlrouter -c /etc/mysqlrouter/mysqlrouter.conf' "$UNIT" || fail "ExecStart"
-grep -q '^User=mysqlrouter' "$UNIT" || fail "User="
-dpkg -L "$PKG" | grep -q '^/usr/lib/tmpfiles.d/mysqlrouter.conf$' || fail "tmpfiles.d"
-dpkg -L "$PKG" | grep -q '^/etc/logrotate.d/mysqlrouter$' || fail "logrotate"
-dpkg -L "$PKG" | grep -q '^/usr/share/man/man1/mysqlrouter.1' || fail "man page"
-dpkg -L "$PKG" | grep -q '^/usr/share/doc/mysqlrouter-rs/copyright$' || fail "copyright"
-/usr/bin/mysqlrouter -V | grep -q '^MySQL Router  Ver ' || fail "-V"
+dpkg-deb -I "$DEB" conffiles | grep -qx /etc/mysqlrouter/mysqlrouter.conf || fail "mysqlrouter.conf is not a conffile"
 dpkg-deb -f "$DEB" Provides Conflicts Replaces | grep -c mysql-router | grep -q 3 || fail "relations to mysql-router"
-if [ -d /run/systemd/system ]; then
-  systemctl is-enabled mysqlrouter.service >/dev/null || fail "service not enabled"
-  systemctl is-active mysqlrouter.service >/dev/null && fail "service started on install"
-fi
 
-step "installed router as mysqlrouter forwards a real query"
-install -d -o mysql -g mysql "$WORK/db"
-mariadb-install-db --no-defaults --datadir="$WORK/db/data" --auth-root-authentication-method=socket \
-  --skip-test-db --user=mysql >/dev/null
-DBPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-/usr/sbin/mariadbd --no-defaults --datadir="$WORK/db/data" --port="$DBPORT" --bind-address=127.0.0.1 \
-  --socket="$WORK/db/sock" --pid-file="$WORK/db/pid" --user=mysql --skip-log-bin \
-  --innodb-buffer-pool-size=16M >"$WORK/db/err.log" 2>&1 &
-MPID=$!
-for _ in $(seq 100); do [ -S "$WORK/db/sock" ] && break; sleep 0.1; done
-mariadb -S "$WORK/db/sock" -uroot -e "CREATE USER 't'@'%' IDENTIFIED BY 't'; GRANT ALL ON *.* TO 't'@'%';"
-cat > "$WORK/route.conf" <<EOF
-[routing:pkgtest]
-bind_port = $RPORT
-destinations = 127.0.0.1:$DBPORT
-routing_strategy = first-available
-EOF
-chmod 644 "$WORK/route.conf"
-/usr/bin/mysqlrouter --user=mysqlrouter -c /etc/mysqlrouter/mysqlrouter.conf -a "$WORK/route.conf" &
-RPID=$!
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null && break; sleep 0.1; done
-GOT=$(mariadb -h127.0.0.1 -P"$RPORT" --protocol=TCP -ut -pt -N -B -e 'SELECT @@port')
-[ "$GOT" = "$DBPORT" ] || fail "query through the installed router returned '$GOT'"
-[ "$(ps -o user= -p "$RPID" | tr -d ' ')" = mysqlrouter ] || fail "router not running as mysqlrouter"
-grep -q "Starting 'MySQL Router'" /var/log/mysqlrouter/mysqlrouter.log || fail "no log in /var/log/mysqlrouter"
-kill "$RPID"; wait "$RPID" || fail "router exit status $?"
-RPID=""
-
-step "dpkg -r, then dpkg -P"
-dpkg -r "$PKG"
-[ ! -e /usr/bin/mysqlrouter ] || fail "binary left after remove"
-[ -e /etc/mysqlrouter/mysqlrouter.conf ] || fail "conffile removed by dpkg -r"
-dpkg -P "$PKG"
-for p in /etc/mysqlrouter /var/log/mysqlrouter /var/lib/mysqlrouter /run/mysqlrouter /usr/share/doc/mysqlrouter-rs; do
-  [ ! -e "$p" ] || fail "$p left after purge"
-done
-getent passwd mysqlrouter >/dev/null && fail "user left after purge"
-getent group mysqlrouter >/dev/null && fail "group left after purge"
+step "build a newer .deb for the upgrade check"
+# The same package with a higher version and a binary that differs (a marker appended
+# after the ELF image), so the check can tell which binary the running router is.
+dpkg-deb -R "$DEB" "$WORK/newer"
+VERSION=$(dpkg-deb -f "$DEB" Version)
+sed -i "s/^Version: .*/Version: $VERSION+upgradetest/" "$WORK/newer/DEBIAN/control"
+printf 'mysqlrouter-rs upgrade test\n' >> "$WORK/newer/usr/bin/mysqlrouter"
+(cd "$WORK/newer" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum > DEBIAN/md5sums)
+dpkg-deb --root-owner-group -b "$WORK/newer" "$WORK/newer.deb" >/dev/null
 
 step "build .rpm"
 cargo generate-rpm --output "$WORK/" >/dev/null
@@ -117,4 +61,6 @@ grep -q 'disable --now mysqlrouter.service' <<<"$SCRIPTS" || fail "rpm preuninst
 rpm -qp --requires "$RPM" | grep -q '^shadow-utils' || fail "rpm requires shadow-utils"
 rpm -qp --provides "$RPM" | grep -q '^mysql-router' || fail "rpm provides mysql-router"
 rpm -qp --conflicts "$RPM" | grep -q '^mysql-router' || fail "rpm conflicts mysql-router"
+
+bash packaging/test-systemd.sh "$DEB" "$WORK/newer.deb" "$RPM" packaging/mysqlrouter.conf packaging/mysqlrouter.service
 echo "packages OK"

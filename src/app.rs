@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::cli::RunArgs;
 use crate::config::{self, Config, SinkKind};
 use crate::logging::{self, Level};
+use crate::monitor::Monitor;
 use crate::process;
 use crate::quarantine::Quarantine;
 use crate::routing::{Route, Shared};
@@ -146,6 +147,7 @@ fn log_notice(domain: &'static str, level: Level, msg: &str) {
     match domain {
         "routing" => at!("routing"),
         "routing_plugin" => at!("routing_plugin"),
+        "monitor" => at!("monitor"),
         _ => at!("main"),
     }
 }
@@ -216,18 +218,41 @@ async fn serve(
         config.destination_status.error_quarantine_threshold,
         config.destination_status.error_quarantine_interval,
     ));
+    // The monitor watches the destinations of the routes that follow roles.
+    let monitor = config.monitor.clone().map(|m| {
+        let dests: Vec<config::Destination> = config
+            .routes
+            .iter()
+            .filter(|r| r.roles.is_some())
+            .flat_map(|r| r.destinations.iter().cloned())
+            .collect();
+        Monitor::new(m, &dests)
+    });
     let shared = Arc::new(Shared {
+        monitor: monitor.clone(),
         quarantine: quarantine.clone(),
         total: Default::default(),
         max_total: config.default.max_total_connections,
         stop_accepting: stop_rx.clone(),
         close_all: close_rx,
     });
-    let routes: Vec<Arc<Route>> = config
-        .routes
-        .iter()
-        .map(|r| Route::new(r.clone(), shared.clone()))
-        .collect();
+    let mut routes: Vec<Arc<Route>> = Vec::new();
+    for r in &config.routes {
+        let tls = if r.tls.terminates() {
+            match crate::session::tls::build(&r.tls) {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        tracing::warn!(target: "routing", "{w}");
+                    }
+                    Some(Arc::new(c))
+                }
+                Err(e) => return (fail(format!("{}: {e}", r.section)), "error".into()),
+            }
+        } else {
+            None
+        };
+        routes.push(Route::new(r.clone(), shared.clone(), tls));
+    }
     // The HTTP server first, as MySQL Router initialises its http plugins before the
     // routes start; its errors (password file, certificate, port) end start-up.
     let http = match &config.http {
@@ -276,6 +301,10 @@ async fn serve(
         let stop = stop_rx.clone();
         tokio::spawn(async move { q.probe_loop(stop).await })
     };
+    let monitor_tasks = monitor
+        .as_ref()
+        .map(|m| m.spawn(stop_rx.clone()))
+        .unwrap_or_default();
     process::notify("READY=1\nSTATUS=running\n");
 
     let (code, reason) = loop {
@@ -304,6 +333,10 @@ async fn serve(
         let _ = t.await;
     }
     let _ = probe.await;
+    // The monitor's connections end with COM_QUIT before the process exits.
+    for t in monitor_tasks {
+        let _ = t.await;
+    }
     drain(&shared, config.default.shutdown_timeout, close_tx).await;
     let _ = exit_tx.send(true);
     join_workers(workers).await;

@@ -2,7 +2,7 @@
 //!
 //! `main.rs` is thin; [`app`] wires the pieces: [`config`] (files → typed config),
 //! [`logging`] (MySQL Router's log), [`routing`] (listeners, strategies, connect),
-//! [`quarantine`] (shared destination health), [`relay`] (byte forwarding),
+//! [`quarantine`] (shared destination health), [`monitor`] (server roles and lag), [`relay`] (byte forwarding),
 //! [`protocol`] (the few MySQL frames the router writes) and [`process`] (pid file,
 //! privileges, systemd).
 
@@ -11,12 +11,14 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod monitor;
 pub mod passwd_cli;
 pub mod process;
 pub mod protocol;
 pub mod quarantine;
 pub mod relay;
 pub mod routing;
+pub mod session;
 pub mod stats;
 
 /// Shown in `--version` in place of Oracle's build comment.

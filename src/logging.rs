@@ -7,8 +7,14 @@
 //! A connection task never blocks on logging and no line is dropped: events are
 //! captured (time, thread id, text) on the calling thread and handed to one writer
 //! thread over an unbounded channel; only that thread touches files and sockets. That
-//! thread also reopens the log file on request (SIGHUP, for logrotate): tracing-appender
-//! cannot reopen a file, which is why this module has its own writer.
+//! thread also reopens the log file on request (SIGHUP, for logrotate).
+//!
+//! Why not tracing-appender (0.2): its `non_blocking` worker could sit in front of a
+//! reopenable writer of ours, but its queue is bounded (128,000 lines by default): once a
+//! sink stalls (a full stderr pipe, a slow disk) it drops lines (lossy, the default) or
+//! blocks every thread that logs (`lossy(false)`), so a stalled log would lose lines or
+//! stop connections. The test `tracing_appender_drops_or_blocks_where_ours_keeps_every_line`
+//! below shows both against this writer on the same stalled pipe.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -286,10 +292,17 @@ struct Sink {
     out: Output,
 }
 
+/// Mode of a log file the router creates: it can hold client addresses, so not
+/// world-readable (Oracle's router leaves it to the umask, usually 0644). logrotate's
+/// `create 0640` in packaging/mysqlrouter.logrotate must say the same.
+pub const LOG_FILE_MODE: u32 = 0o640;
+
 fn open_append(path: &PathBuf) -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(LOG_FILE_MODE)
         .open(path)
         .map_err(|e| {
             format!(
@@ -474,5 +487,119 @@ mod tests {
         assert_eq!(Level::parse("NoTe"), Some(Level::Note));
         assert_eq!(Precision::parse("usec"), Some(Precision::Micro));
         assert_eq!(Precision::parse("x"), None);
+    }
+
+    /// A pipe nobody reads yet: writes to it block once its buffer (64 KiB) is full, as a
+    /// stalled stderr or a slow disk would.
+    fn stalled_pipe() -> (File, File) {
+        let (r, w) = nix::unistd::pipe().unwrap(); // ok: test code
+        (File::from(r), File::from(w))
+    }
+
+    /// Reads the pipe to its end on another thread and counts the lines.
+    fn drain(r: File) -> std::thread::JoinHandle<usize> {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(r).lines().count()
+        })
+    }
+
+    /// More lines than tracing-appender's default queue (128,000) holds.
+    const BURST: usize = 200_000;
+
+    fn record(i: usize) -> Record {
+        Record {
+            time: SystemTime::now(),
+            level: Level::Info,
+            domain: "routing",
+            thread: 1,
+            message: format!("[routing:rw] fd=12 connection {i} closed (up: 120b; down: 330b)"),
+        }
+    }
+
+    /// Why this module has its own writer: with the sink stalled, tracing-appender either
+    /// loses lines or blocks the thread that logs; ours returns at once and writes every
+    /// line once the sink drains.
+    #[test]
+    fn tracing_appender_drops_or_blocks_where_ours_keeps_every_line() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        // Ours: the writer thread as `init` starts it, the calling side as `on_event` does.
+        let (r, w) = stalled_pipe();
+        let (tx, rx) = channel();
+        let sink = Sink {
+            cfg: SinkConfig {
+                kind: SinkKind::File(PathBuf::from("/dev/null")),
+                level: Level::Debug,
+                precision: Precision::Second,
+            },
+            out: Output::File {
+                path: PathBuf::from("/dev/null"),
+                file: w,
+            },
+        };
+        let writer = std::thread::spawn(move || writer_loop(rx, vec![sink]));
+        let (done_tx, done_rx) = channel();
+        std::thread::spawn(move || {
+            for i in 0..BURST {
+                let _ = tx.send(Msg::Line(record(i)));
+            }
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "logging blocked while the sink was stalled"
+        );
+        let reader = drain(r);
+        writer.join().unwrap(); // ok: test code
+        assert_eq!(reader.join().unwrap(), BURST, "ours lost lines"); // ok: test code
+
+        // tracing-appender, default (lossy): the calls return, the lines over its queue are lost.
+        let (r, w) = stalled_pipe();
+        let (mut nb, guard) = tracing_appender::non_blocking(w);
+        let dropped = nb.error_counter();
+        for i in 0..BURST {
+            let _ = nb.write_all(format_line(&record(i), Precision::Second).as_bytes());
+        }
+        let reader = drain(r);
+        drop(nb);
+        drop(guard);
+        let written = reader.join().unwrap(); // ok: test code
+        assert!(written < BURST, "tracing-appender kept all {written} lines");
+        assert_eq!(written + dropped.dropped_lines(), BURST);
+
+        // tracing-appender, lossy(false): the thread that logs blocks until the sink drains.
+        let (r, w) = stalled_pipe();
+        let (mut nb, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(w);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&sent);
+        let logger = std::thread::spawn(move || {
+            for i in 0..BURST {
+                let _ = nb.write_all(format_line(&record(i), Precision::Second).as_bytes());
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // Blocked = no progress for half a second, short of the burst.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = usize::MAX;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = sent.load(Ordering::Relaxed);
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+        let stuck_at = sent.load(Ordering::Relaxed);
+        assert!(stuck_at < BURST, "the logging thread never blocked");
+        assert!(!logger.is_finished());
+        let reader = drain(r);
+        logger.join().unwrap(); // ok: test code
+        drop(guard);
+        assert_eq!(reader.join().unwrap(), BURST); // ok: test code
     }
 }

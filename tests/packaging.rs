@@ -1,6 +1,8 @@
 //! Packaging: the man page renders cleanly and agrees with `--help`; the .deb and .rpm
-//! build, pass lintian, install, run and purge cleanly (packaging/test-packages.sh,
-//! which needs root and the tools .ci/run installs).
+//! build and pass lintian, and under a real systemd in a booted Debian 12 container
+//! install, run, reload, rotate their log, upgrade, stop, report a bad config, and purge
+//! or erase cleanly (packaging/test-packages.sh and test-systemd.sh, which need root and
+//! the tools .ci/run installs; nothing is installed on the host).
 
 use std::process::Command;
 

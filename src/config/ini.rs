@@ -1,12 +1,21 @@
 //! Reader for MySQL Router's INI dialect: one file's text into raw sections.
 //!
-//! We do not use rust-ini here, on purpose. MySQL Router's dialect differs from what
-//! rust-ini implements in ways users notice: comments are whole-line only (`port = 1 # x`
-//! keeps `# x` in the value), quotes and backslashes are literal, a duplicate section or
-//! option is an error with a specific message, section/option names have a fixed
-//! character set, and `[name:key]` headers carry a key. rust-ini unescapes, strips quotes
-//! and merges duplicates silently, so we would have to re-check every line ourselves
-//! anyway; the dialect is simple enough to state directly in ~150 lines.
+//! MySQL Router reads a file line by line: a line is trimmed; empty lines and lines
+//! starting with `#` or `;` are skipped; `[name]` / `[name:key]` (the whole trimmed line)
+//! starts a section; anything else is split at its first `=` or `:` into an option and a
+//! value, both trimmed and otherwise kept byte for byte (quotes, backslashes and a `# x`
+//! after the value are part of it). A duplicate section or option is an error, and so is
+//! every malformed line, each with MySQL Router's message.
+//!
+//! Why not rust-ini (0.21): even with `ParseOption { enabled_quote: false, enabled_escape:
+//! false }` it reads some lines differently, and the difference is lost by the time it
+//! returns, so no check on its result can restore MySQL Router's behaviour:
+//! `bind_port = 6446\` followed by another line is joined into one value (MySQL Router
+//! keeps `6446\` and reports it), `[ routing:x ]` comes back as `routing:x` (MySQL Router
+//! rejects the space), and `[a]x` followed by `y=1` becomes an option named `x\ny` in `[a]`.
+//! The test `rust_ini_reads_mysql_routers_dialect_differently` below shows each input,
+//! MySQL Router's outcome and rust-ini's. Its duplicates (kept in order, `section_all` /
+//! `get_all`) and whole-line comments would have served.
 //!
 //! This module only knows one file's syntax. Merging files, `[DEFAULT]` fallback and
 //! `{var}` interpolation live in [`super::store`].
@@ -63,10 +72,11 @@ fn parse_header(line: &str) -> Result<(String, Option<String>), IniError> {
         Some((n, k)) => (n, Some(k)),
         None => (inner, None),
     };
-    check_part(line, name, "section name")?;
+    // MySQL Router checks the key before the name: `[a-b:c-d]` names the key.
     if let Some(k) = key {
         check_part(line, k, "section key")?;
     }
+    check_part(line, name, "section name")?;
     let name = name.to_ascii_lowercase();
     if name == "default" && key.is_some() {
         return Err(IniError("Key not allowed on DEFAULT section".into()));
@@ -183,9 +193,87 @@ mod tests {
             err("[a:]\n"),
             "section key in config-section '[a:]' may not be empty."
         );
+        // The key is checked first (as MySQL Router 9.7.4 does).
+        assert_eq!(
+            err("[:]\n"),
+            "section key in config-section '[:]' may not be empty."
+        );
+        assert_eq!(
+            err("[a-b:c-d]\n"),
+            "config-section '[a-b:c-d]' contains invalid character '-' in section key 'c-d'. Only alpha-numeric characters and _ are valid."
+        );
+        assert_eq!(
+            err("[ routing:x ]\n"),
+            "config-section '[ routing:x ]' contains invalid character ' ' in section key 'x '. Only alpha-numeric characters and _ are valid."
+        );
         assert_eq!(
             err("[a-b]\n"),
             "config-section '[a-b]' contains invalid character '-' in section name 'a-b'. Only alpha-numeric characters and _ are valid."
+        );
+    }
+
+    /// Why this module does not use rust-ini: inputs that rust-ini (with quote and escape
+    /// handling off) reads differently from MySQL Router, in a way its result no longer
+    /// shows. MySQL Router's outcomes were checked against its 9.7.4 binary.
+    #[test]
+    fn rust_ini_reads_mysql_routers_dialect_differently() {
+        /// Sections in order (the general section only when it has options).
+        type Sections = Vec<(Option<String>, Vec<(String, String)>)>;
+        fn rust_ini(text: &str) -> Result<Sections, String> {
+            let opt = ini::ParseOption {
+                enabled_quote: false,
+                enabled_escape: false,
+                ..Default::default()
+            };
+            let doc = ini::Ini::load_from_str_opt(text, opt).map_err(|e| e.to_string())?;
+            Ok(doc
+                .iter()
+                .filter(|(name, props)| name.is_some() || !props.is_empty())
+                .map(|(name, props)| {
+                    let opts = props.iter().map(|(k, v)| (k.into(), v.into())).collect();
+                    (name.map(str::to_string), opts)
+                })
+                .collect())
+        }
+
+        // 1. A value ending in a backslash. MySQL Router keeps `6446\` (and then reports
+        //    "option bind_port in [routing:x] needs value between 1 and 65535 inclusive,
+        //    was '6446\'"); rust-ini drops the backslash and swallows the next line.
+        let text = "[routing:x]\nbind_port = 6446\\\ndestinations = 127.0.0.1:3306\n";
+        let ours = parse(text).unwrap(); // ok: test code
+        assert_eq!(
+            ours[0].options,
+            vec![
+                ("bind_port".to_string(), "6446\\".to_string()),
+                ("destinations".to_string(), "127.0.0.1:3306".to_string()),
+            ]
+        );
+        assert_eq!(
+            rust_ini(text).unwrap(), // ok: test code
+            vec![(
+                Some("routing:x".to_string()),
+                vec![(
+                    "bind_port".to_string(),
+                    "6446destinations = 127.0.0.1:3306".to_string()
+                )]
+            )]
+        );
+
+        // 2. Spaces inside the brackets. MySQL Router rejects the header; rust-ini trims
+        //    it to `[routing:x]`, indistinguishable from the valid header.
+        let text = "[ routing:x ]\nbind_port = 6446\n";
+        assert!(err(text).contains("invalid character ' ' in section key 'x '"));
+        assert_eq!(rust_ini(text), rust_ini("[routing:x]\nbind_port = 6446\n"));
+
+        // 3. Text after the header. MySQL Router rejects the line; rust-ini takes `[a]` as
+        //    the header and reads on across the line end: an option named "x\ny".
+        assert_eq!(err("[a]x\ny=1\n"), "Malformed section header: '[a]x'");
+        assert_eq!(
+            rust_ini("[a]x\ny=1\n").unwrap(), // ok: test code
+            vec![(
+                Some("a".to_string()),
+                vec![("x\ny".to_string(), "1".to_string())]
+            )]
         );
     }
 }

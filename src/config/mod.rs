@@ -9,8 +9,10 @@ pub mod files;
 pub mod http;
 pub mod ini;
 pub mod logger;
+pub mod monitor;
 pub mod route;
 pub mod store;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +23,8 @@ use crate::cli::Override;
 use crate::logging::Level;
 pub use http::HttpConfig;
 pub use logger::{LoggerConfig, SinkConfig, SinkKind};
-pub use route::{Destination, Protocol, RouteConfig, Strategy};
+pub use monitor::{MonitorConfig, MonitorSsl};
+pub use route::{Destination, Protocol, RoleOptions, RouteConfig, RouteRole, Strategy};
 pub use store::{Section, Store};
 
 /// Compiled-in folders (Debian's layout), also the built-in `{..._folder}` variables.
@@ -112,6 +115,8 @@ pub struct Config {
     pub io_threads: usize,
     /// The monitoring HTTP server, if any of its sections is configured.
     pub http: Option<HttpConfig>,
+    /// `[monitor]`: the role monitor, when configured.
+    pub monitor: Option<MonitorConfig>,
     pub notices: Vec<Notice>,
 }
 
@@ -193,7 +198,7 @@ pub fn read_store(files: &[PathBuf], overrides: &[Override]) -> Result<Store, Co
 /// Loads and validates the configuration from files and overrides.
 pub fn load(files: &[PathBuf], overrides: &[Override]) -> Result<Config, ConfigError> {
     let store = read_store(files, overrides)?;
-    let mut config = validate(&store)?;
+    let mut config = validate_files(&store, files)?;
     config.files = files.to_vec();
     Ok(config)
 }
@@ -340,6 +345,7 @@ fn known_options(name: &str) -> Option<&'static [&'static str]> {
         "filelog" => Some(&["level", "timestamp_precision", "filename"]),
         "syslog" => Some(&["level", "timestamp_precision", "identity"]),
         "destination_status" => Some(&["error_quarantine_threshold", "error_quarantine_interval"]),
+        "monitor" => Some(monitor::KNOWN_OPTIONS),
         _ => ACCEPTED
             .iter()
             .chain(http::KNOWN)
@@ -350,6 +356,12 @@ fn known_options(name: &str) -> Option<&'static [&'static str]> {
 
 /// Validates a merged store into a [`Config`].
 pub fn validate(store: &Store) -> Result<Config, ConfigError> {
+    validate_files(store, &[])
+}
+
+/// [`validate`], knowing the files the store was read from (to warn about a
+/// `[monitor] password` in a file other users can read).
+pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, ConfigError> {
     let plugin_folder = store
         .get_default("plugin_folder")
         .map_err(ConfigError::Invalid)?
@@ -395,6 +407,20 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         .filter(|s| s.name == "destination_status")
         .collect();
     let destination_status = validate_destination_status(store, &ds)?;
+    let mon: Vec<&Section> = store
+        .sections
+        .iter()
+        .filter(|s| s.name == "monitor")
+        .collect();
+    let monitor = monitor::validate(store, &mon, files, &mut notices)?;
+    if monitor.is_none() {
+        if let Some(r) = routes.iter().find(|r| r.roles.is_some()) {
+            return Err(ConfigError::Invalid(format!(
+                "in [{}]: option role needs a [monitor] section (user, password_file) to learn the servers' roles",
+                r.section
+            )));
+        }
+    }
     let io_threads = match store.sections.iter().find(|s| s.name == "io") {
         Some(sec) => Lookup {
             store,
@@ -457,6 +483,7 @@ pub fn validate(store: &Store) -> Result<Config, ConfigError> {
         destination_status,
         io_threads,
         http,
+        monitor,
         notices,
     })
 }

@@ -54,6 +54,11 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "server_ssl_session_cache_mode",
     "server_ssl_session_cache_size",
     "server_ssl_session_cache_timeout",
+    "role",
+    "max_replication_lag",
+    "disconnect_on_promoted_to_primary",
+    "disconnect_on_metadata_unavailable",
+    "disconnect_on_replication_lag",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +81,12 @@ pub enum Strategy {
     FirstAvailable,
     NextAvailable,
     RoundRobin,
+    /// Role routes only (MySQL Router's, SECONDARY only): the secondaries in turn, the
+    /// primary when no secondary is usable.
+    RoundRobinWithFallback,
+    /// Role routes only: the usable destination with the fewest active connections
+    /// through this route (MaxScale readconnroute's balancing).
+    LeastConnections,
 }
 
 impl Strategy {
@@ -84,8 +95,43 @@ impl Strategy {
             Strategy::FirstAvailable => "first-available",
             Strategy::NextAvailable => "next-available",
             Strategy::RoundRobin => "round-robin",
+            Strategy::RoundRobinWithFallback => "round-robin-with-fallback",
+            Strategy::LeastConnections => "least-connections",
         }
     }
+}
+
+/// The server role a route sends its clients to (`role`, MySQL Router's names of the
+/// metadata-cache URL's `role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteRole {
+    Primary,
+    Secondary,
+    PrimaryAndSecondary,
+}
+
+impl RouteRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteRole::Primary => "PRIMARY",
+            RouteRole::Secondary => "SECONDARY",
+            RouteRole::PrimaryAndSecondary => "PRIMARY_AND_SECONDARY",
+        }
+    }
+}
+
+/// The options of a route that follows server roles (needs `[monitor]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleOptions {
+    pub role: RouteRole,
+    /// A secondary whose replication lag is over this leaves the route; zero = no limit.
+    pub max_replication_lag: Duration,
+    /// SECONDARY routes: close sessions on a secondary that became the primary.
+    pub disconnect_on_promoted_to_primary: bool,
+    /// Close sessions on a destination whose role the monitor cannot tell any more.
+    pub disconnect_on_metadata_unavailable: bool,
+    /// Close sessions on a secondary whose lag went over `max_replication_lag`.
+    pub disconnect_on_replication_lag: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -118,6 +164,9 @@ pub struct RouteConfig {
     pub max_connections: u32,
     pub max_connect_errors: u64,
     pub net_buffer_length: usize,
+    /// `Some` when the route follows server roles (`role` is set).
+    pub roles: Option<RoleOptions>,
+    pub tls: super::tls::TlsConfig,
 }
 
 fn invalid(msg: String) -> ConfigError {
@@ -199,26 +248,7 @@ fn parse_bind_address(l: &Lookup) -> Result<(String, Option<u16>), ConfigError> 
     Ok((host.to_string(), port))
 }
 
-fn one_of<'a>(
-    l: &Lookup,
-    option: &str,
-    allowed: &[&'a str],
-) -> Result<Option<(&'a str, String)>, ConfigError> {
-    let Some(f) = l.get(option)? else {
-        return Ok(None);
-    };
-    match allowed.iter().find(|a| a.eq_ignore_ascii_case(&f.value)) {
-        Some(a) => Ok(Some((a, f.from))),
-        None => Err(invalid(format!(
-            "invalid value '{}' for option {option} in [{}]. Allowed are: {}.",
-            f.value,
-            f.from,
-            allowed.join(",")
-        ))),
-    }
-}
-
-fn parse_strategy(l: &Lookup) -> Result<Strategy, ConfigError> {
+fn parse_strategy(l: &Lookup, role: Option<RouteRole>) -> Result<Strategy, ConfigError> {
     let name = l.section.full_name();
     let mode = match l.get("mode")? {
         None => None,
@@ -247,6 +277,23 @@ fn parse_strategy(l: &Lookup) -> Result<Strategy, ConfigError> {
             "option routing_strategy in [{}] needs a value",
             f.from
         ))),
+        Some(f) if role.is_some() => match f.value.to_ascii_lowercase().as_str() {
+            "first-available" => Ok(Strategy::FirstAvailable),
+            "round-robin" => Ok(Strategy::RoundRobin),
+            "least-connections" => Ok(Strategy::LeastConnections),
+            "round-robin-with-fallback" if role == Some(RouteRole::Secondary) => {
+                Ok(Strategy::RoundRobinWithFallback)
+            }
+            // MySQL Router's text for metadata-cache routes.
+            "round-robin-with-fallback" => Err(invalid(format!(
+                "in [{}]: Strategy 'round-robin-with-fallback' is supported only for SECONDARY routing",
+                f.from
+            ))),
+            _ => Err(invalid(format!(
+                "option routing_strategy in [{}] is invalid; valid with role are first-available, round-robin, round-robin-with-fallback, and least-connections (was '{}')",
+                f.from, f.value
+            ))),
+        },
         Some(f) => match f.value.to_ascii_lowercase().as_str() {
             "first-available" => Ok(Strategy::FirstAvailable),
             "next-available" => Ok(Strategy::NextAvailable),
@@ -257,73 +304,6 @@ fn parse_strategy(l: &Lookup) -> Result<Strategy, ConfigError> {
             ))),
         },
     }
-}
-
-/// TLS: only PASSTHROUGH (MySQL's TLS passes through unchanged) is implemented.
-fn check_tls(l: &Lookup, protocol: Protocol) -> Result<(), ConfigError> {
-    let client = one_of(
-        l,
-        "client_ssl_mode",
-        &["DISABLED", "PREFERRED", "REQUIRED", "PASSTHROUGH"],
-    )?;
-    let server = one_of(
-        l,
-        "server_ssl_mode",
-        &["DISABLED", "PREFERRED", "REQUIRED", "AS_CLIENT"],
-    )?;
-    let verify = one_of(
-        l,
-        "server_ssl_verify",
-        &["DISABLED", "VERIFY_CA", "VERIFY_IDENTITY"],
-    )?;
-    let has_cert = l
-        .get("client_ssl_cert")?
-        .is_some_and(|f| !f.value.is_empty())
-        || l.get("client_ssl_key")?
-            .is_some_and(|f| !f.value.is_empty());
-    let (client_mode, from) = match client {
-        Some((m, ref from)) => (m, from.clone()),
-        None if has_cert && protocol == Protocol::Classic => ("PREFERRED", l.section.full_name()),
-        None => ("PASSTHROUGH", l.section.full_name()),
-    };
-    if client_mode != "PASSTHROUGH" {
-        let why = if client.is_none() {
-            " (the default when client_ssl_cert/client_ssl_key are set)"
-        } else {
-            ""
-        };
-        return Err(ConfigError::Unsupported(format!(
-            "option client_ssl_mode in [{from}]: TLS termination (client_ssl_mode={client_mode}{why}) is not supported by this router; set client_ssl_mode=PASSTHROUGH to pass MySQL's TLS through to the servers unchanged"
-        )));
-    }
-    if let Some((s, _)) = server {
-        if s != "AS_CLIENT" {
-            return Err(invalid(
-                "If client_ssl_mode is PASSTHROUGH, server_ssl_mode must be AS_CLIENT.".into(),
-            ));
-        }
-    }
-    if let Some((v, from)) = verify {
-        if v != "DISABLED" {
-            return Err(ConfigError::Unsupported(format!(
-                "option server_ssl_verify in [{from}]: server certificate verification (server_ssl_verify={v}) is not supported by this router, which passes TLS through; the client verifies the server"
-            )));
-        }
-    }
-    for opt in [
-        "client_ssl_ca",
-        "client_ssl_capath",
-        "client_ssl_crl",
-        "client_ssl_crlpath",
-    ] {
-        if let Some(f) = l.get(opt)? {
-            return Err(invalid(format!(
-                "client_ssl_mode=PASSTHROUGH can not be combined with {opt}={}",
-                f.value
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Validates one `[routing*]` section, in MySQL Router's option order so the first
@@ -380,7 +360,8 @@ pub fn validate(
         _ => None,
     };
     let connect_timeout = l.uint("connect_timeout", 1, 65535, 5)?;
-    let strategy = parse_strategy(&l)?;
+    let role = parse_role(&l)?;
+    let strategy = parse_strategy(&l, role)?;
     let max_connections = l.uint("max_connections", 0, 65535, 0)? as u32;
     let client_connect_timeout = l.uint("client_connect_timeout", 2, 31_536_000, 9)?;
     let max_connect_errors = l.uint("max_connect_errors", 1, u32::MAX as u64, 100)?;
@@ -448,7 +429,8 @@ pub fn validate(
         )?;
         l.uint(&format!("{side}_ssl_session_cache_timeout"), 0, 86400, 300)?;
     }
-    check_tls(&l, protocol)?;
+    let tls = super::tls::validate(&l, protocol)?;
+    let roles = parse_role_options(&l, role)?;
 
     let port = bind_addr_port.or(bind_port);
     let bind = port.map(|p| (bind_host, p));
@@ -487,7 +469,91 @@ pub fn validate(
         max_connections,
         max_connect_errors,
         net_buffer_length,
+        roles,
+        tls,
     })
+}
+
+/// `role`: MySQL Router's values and message (for the metadata-cache URL's `role`).
+fn parse_role(l: &Lookup) -> Result<Option<RouteRole>, ConfigError> {
+    let Some(f) = l.get("role")? else {
+        return Ok(None);
+    };
+    match f.value.to_ascii_uppercase().as_str() {
+        "PRIMARY" => Ok(Some(RouteRole::Primary)),
+        "SECONDARY" => Ok(Some(RouteRole::Secondary)),
+        "PRIMARY_AND_SECONDARY" => Ok(Some(RouteRole::PrimaryAndSecondary)),
+        _ => Err(invalid(format!(
+            "option role in [{}]: The role in '?role={}' does not contain one of the valid role names: PRIMARY, SECONDARY, PRIMARY_AND_SECONDARY",
+            f.from, f.value
+        ))),
+    }
+}
+
+/// A `yes`/`no` option (MySQL Router's values for the metadata-cache URL's options).
+fn yes_no(l: &Lookup, option: &str) -> Result<Option<(bool, String)>, ConfigError> {
+    let Some(f) = l.get(option)? else {
+        return Ok(None);
+    };
+    match f.value.to_ascii_lowercase().as_str() {
+        "yes" => Ok(Some((true, f.from))),
+        "no" => Ok(Some((false, f.from))),
+        _ => Err(invalid(format!(
+            "in [{}]: Invalid value for option '{option}'. Allowed are 'yes' and 'no'",
+            f.from
+        ))),
+    }
+}
+
+fn parse_role_options(
+    l: &Lookup,
+    role: Option<RouteRole>,
+) -> Result<Option<RoleOptions>, ConfigError> {
+    let lag = l.get("max_replication_lag")?;
+    let promoted = yes_no(l, "disconnect_on_promoted_to_primary")?;
+    let unavailable = yes_no(l, "disconnect_on_metadata_unavailable")?;
+    let on_lag = yes_no(l, "disconnect_on_replication_lag")?;
+    let Some(role) = role else {
+        // The role options mean nothing without a role: say so rather than ignore them.
+        let set = [
+            ("max_replication_lag", lag.map(|f| f.from)),
+            (
+                "disconnect_on_promoted_to_primary",
+                promoted.as_ref().map(|p| p.1.clone()),
+            ),
+            (
+                "disconnect_on_metadata_unavailable",
+                unavailable.as_ref().map(|p| p.1.clone()),
+            ),
+            (
+                "disconnect_on_replication_lag",
+                on_lag.as_ref().map(|p| p.1.clone()),
+            ),
+        ];
+        if let Some((opt, Some(from))) = set.into_iter().find(|(_, f)| f.is_some()) {
+            if from == l.section.full_name() {
+                return Err(invalid(format!(
+                    "in [{from}]: option {opt} needs option role (PRIMARY, SECONDARY or PRIMARY_AND_SECONDARY)"
+                )));
+            }
+        }
+        return Ok(None);
+    };
+    if let Some((_, from)) = &promoted {
+        if role != RouteRole::Secondary {
+            return Err(invalid(format!(
+                "in [{from}]: Option 'disconnect_on_promoted_to_primary' is valid only for role=SECONDARY"
+            )));
+        }
+    }
+    let max_replication_lag = l.uint("max_replication_lag", 0, 31_536_000, 0)?;
+    Ok(Some(RoleOptions {
+        role,
+        max_replication_lag: Duration::from_secs(max_replication_lag),
+        disconnect_on_promoted_to_primary: promoted.is_some_and(|p| p.0),
+        disconnect_on_metadata_unavailable: unavailable.is_some_and(|p| p.0),
+        disconnect_on_replication_lag: on_lag.is_some_and(|p| p.0),
+    }))
 }
 
 fn is_wildcard(h: &str) -> bool {

@@ -287,29 +287,20 @@ pub fn render(snap: &Snapshot, info: &RouterInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Destination, Protocol, RouteConfig, Strategy};
     use crate::stats::{DestSnapshot, RouteCounters, RouteSnapshot};
     use std::time::{Duration, SystemTime};
 
     #[test]
     fn label_values_are_escaped_and_names_follow_conventions() {
-        let cfg = RouteConfig {
-            section: "routing:a\"b".into(),
-            name: "a\"b\\c".into(),
-            protocol: Protocol::Classic,
-            destinations: vec![Destination {
-                host: "db".into(),
-                port: 3306,
-            }],
-            bind: Some(("127.0.0.1".into(), 6446)),
-            socket: None,
-            strategy: Strategy::RoundRobin,
-            connect_timeout: Duration::from_secs(5),
-            client_connect_timeout: Duration::from_secs(9),
-            max_connections: 0,
-            max_connect_errors: 100,
-            net_buffer_length: 16384,
-        };
+        let mut store = crate::config::Store::with_builtins(&[]);
+        store.merge(
+            crate::config::ini::parse(
+                "[routing:x]\nbind_port=6446\ndestinations=db:3306\nrouting_strategy=round-robin\n",
+            )
+            .unwrap(), // ok: test code
+        );
+        let mut cfg = crate::config::validate(&store).unwrap().routes.remove(0); // ok: test code
+        cfg.name = "a\"b\\c".into();
         let snap = Snapshot {
             started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
             max_total_connections: 512,

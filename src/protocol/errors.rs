@@ -28,6 +28,18 @@ pub fn classic_error(seq: u8, code: u16, msg: &str) -> Vec<u8> {
     p
 }
 
+/// A 4.1 classic error packet (`0xFF`, code, `#` + SQL state, message), for clients
+/// that have announced `CLIENT_PROTOCOL_41`.
+pub fn classic_error41(seq: u8, code: u16, sql_state: &str, msg: &str) -> Vec<u8> {
+    let mut p = classic_error(seq, code, "");
+    p.push(b'#');
+    p.extend_from_slice(&sql_state.as_bytes()[..sql_state.len().min(5)]);
+    p.extend_from_slice(&msg.as_bytes()[..msg.len().min(0xff_ff00)]);
+    let len = (p.len() - 4) as u32;
+    p[..3].copy_from_slice(&len.to_le_bytes()[..3]);
+    p
+}
+
 fn varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

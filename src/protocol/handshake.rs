@@ -13,6 +13,10 @@
 //!   the handshake (a wrong password is the server's verdict, not a protocol error).
 //! * After an SSLRequest, TLS starts and packets are no longer visible: the handshake
 //!   counts as completed once both sides have sent TLS bytes.
+//! * A client that closes after the server has answered its login (auth-switch,
+//!   more-data such as caching_sha2's `01 04` "full authentication" request, OK or ERR)
+//!   has had the server's verdict: it gave up on its own (e.g. `ERROR 2061
+//!   Authentication requires secure connection`), which is not a bad handshake.
 //!
 //! For `protocol = x` (frames: 4-byte length, 1-byte type) the client speaks first:
 //! * before authentication the client may only send capability, authentication and
@@ -21,7 +25,11 @@
 //!   after the client started authenticating (the server's verdict); a client's
 //!   `CON_CLOSE` is a clean goodbye, not an error;
 //! * after `CON_CAPABILITIES_SET` and the server's OK, a TLS record from the client
-//!   means TLS has started: completed once both sides have sent TLS bytes.
+//!   means TLS has started: completed once both sides have sent TLS bytes;
+//! * a client that closes after the server answered one of its frames (capabilities,
+//!   OK, ERROR, authentication continue) has had an answer: e.g. a client that refuses
+//!   to authenticate on an unencrypted connection once it learnt the server's
+//!   capabilities. Not a bad handshake either.
 
 use crate::config::Protocol;
 
@@ -127,6 +135,8 @@ impl Framer {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct XState {
+    /// The client has sent at least one frame header.
+    client_spoke: bool,
     auth_started: bool,
     caps_set: bool,
     /// The server said OK after CON_CAPABILITIES_SET: TLS may start.
@@ -140,6 +150,8 @@ const X_CON_CLOSE: u8 = 3;
 const X_SESS_AUTHENTICATE_START: u8 = 4;
 const X_SERVER_OK: u8 = 0;
 const X_SERVER_ERROR: u8 = 1;
+const X_CON_CAPABILITIES: u8 = 2;
+const X_SESS_AUTHENTICATE_CONTINUE: u8 = 3;
 const X_SESS_AUTHENTICATE_OK: u8 = 4;
 const X_MAX_PRE_AUTH_FRAME: usize = 1 << 20;
 
@@ -192,6 +204,8 @@ pub struct Tracker {
     x_client: XFramer,
     x_server: XFramer,
     client_bytes: u64,
+    /// The server has answered the client's login (classic) or one of its frames (X).
+    answered: bool,
 }
 
 impl Tracker {
@@ -206,6 +220,7 @@ impl Tracker {
             x_client: XFramer::default(),
             x_server: XFramer::default(),
             client_bytes: 0,
+            answered: false,
         }
     }
 
@@ -229,6 +244,14 @@ impl Tracker {
         self.client_bytes > 0
     }
 
+    /// Whether a client that closes now (before the handshake completed) failed its
+    /// handshake: it sent something, and the server has not answered it yet. A client
+    /// that sent nothing is a health check; one that closes after the server answered
+    /// its login has had the server's verdict and gave up on its own.
+    pub fn close_is_failure(&self) -> bool {
+        self.client_sent() && !self.answered
+    }
+
     pub fn on_server(&mut self, data: &[u8]) -> Verdict {
         match self.state {
             State::Tls(c, _) => {
@@ -240,7 +263,17 @@ impl Tracker {
             }
             State::X(mut x) => {
                 let mut done = false;
+                let mut answered = self.answered;
                 self.x_server.feed(data, |_, ty| {
+                    // Notices (e.g. the server's hello) are not answers.
+                    answered |= x.client_spoke
+                        && matches!(
+                            ty,
+                            X_SERVER_OK
+                                | X_SERVER_ERROR
+                                | X_CON_CAPABILITIES
+                                | X_SESS_AUTHENTICATE_CONTINUE
+                        );
                     if ty == X_SESS_AUTHENTICATE_OK || (ty == X_SERVER_ERROR && x.auth_started) {
                         done = true;
                     } else if ty == X_SERVER_OK && x.caps_set {
@@ -248,6 +281,7 @@ impl Tracker {
                     }
                     !done
                 });
+                self.answered = answered;
                 self.state = if done {
                     State::Done(Verdict::Complete)
                 } else {
@@ -257,8 +291,11 @@ impl Tracker {
             State::Done(_) => {}
             _ => {
                 let mut state = self.state;
+                let mut answered = self.answered;
                 self.server.feed(data, |h| {
                     let first = h.prefix.first().copied().filter(|_| h.prefix_len > 0);
+                    // Any packet after the client's response answers its login.
+                    answered |= state == State::AuthResult;
                     state = match (state, first) {
                         (State::Greeting, Some(0xff)) => State::Done(Verdict::Complete),
                         (State::Greeting, _) => State::ClientResponse,
@@ -269,6 +306,7 @@ impl Tracker {
                     };
                     !matches!(state, State::Done(_))
                 });
+                self.answered = answered;
                 self.state = state;
             }
         }
@@ -299,6 +337,7 @@ impl Tracker {
                 }
                 let mut verdict = None;
                 self.x_client.feed(data, |len, ty| {
+                    x.client_spoke = true;
                     if !X_CLIENT_PRE_AUTH.contains(&ty) || len == 0 || len > X_MAX_PRE_AUTH_FRAME {
                         verdict = Some(Verdict::Bad);
                     } else if ty == X_CON_CLOSE {
@@ -532,5 +571,103 @@ mod tests {
         t.on_server(&xframe(0, b""));
         assert_eq!(t.on_client(b"\x16\x03\x01\x02\x00hello"), Verdict::Continue);
         assert_eq!(t.on_server(b"\x16\x03\x03\x00\x7a"), Verdict::Complete);
+    }
+
+    /// MySQL 9.7.4's greeting as recorded (caching_sha2_password, scramble included).
+    const MYSQL97_GREETING: &str = "4b0000000a392e372e342d32000b0000006579582e022f5f6700ffffff0200ffdf15000000000000000000001013070\
+34e4f030a577b35190063616368696e675f736861325f70617373776f726400";
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()) // ok: test code
+            .collect()
+    }
+
+    #[test]
+    fn close_after_full_auth_request_is_not_a_failure() {
+        // caching_sha2_password with an empty server cache: the server asks for full
+        // authentication (01 04); a client on plain TCP without the server's RSA key
+        // gives up (2061) and closes.
+        let mut t = Tracker::new(Protocol::Classic);
+        assert_eq!(t.on_server(&hex(MYSQL97_GREETING)), Verdict::Continue);
+        assert_eq!(
+            t.on_client(&response(0x0200 | 0x8000, 60)),
+            Verdict::Continue
+        );
+        assert!(
+            t.close_is_failure(),
+            "no answer yet: closing now is a failure"
+        );
+        // Fast-auth digest refused, then the full-auth request.
+        assert_eq!(t.on_server(&packet(2, &[0x01, 0x04])), Verdict::Continue);
+        assert!(!t.close_is_failure());
+    }
+
+    #[test]
+    fn close_after_auth_switch_is_not_a_failure() {
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&hex(MYSQL97_GREETING));
+        t.on_client(&response(0x0200, 10));
+        t.on_server(&packet(2, b"\xfemysql_native_password\0abc"));
+        assert!(!t.close_is_failure());
+        // Even if the client then sends part of its switch response.
+        t.on_client(&packet(3, &[1; 20])[..8]);
+        assert!(!t.close_is_failure());
+    }
+
+    #[test]
+    fn close_before_the_login_is_answered_is_a_failure() {
+        // Nothing sent: a health check, not counted.
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&hex(MYSQL97_GREETING));
+        assert!(!t.close_is_failure());
+        // Part of a response.
+        let r = response(0x0200, 10);
+        t.on_client(&r[..12]);
+        assert!(t.close_is_failure());
+        // A whole response, unanswered.
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&hex(MYSQL97_GREETING));
+        t.on_client(&response(0x0200, 10));
+        assert!(t.close_is_failure());
+        // An SSLRequest, then nothing: still mid-handshake.
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_server(&hex(MYSQL97_GREETING));
+        t.on_client(&response(0x0200 | 0x0800, 0));
+        assert!(t.close_is_failure());
+        // The greeting alone is not an answer (the client had said nothing).
+        let mut t = Tracker::new(Protocol::Classic);
+        t.on_client(&[]);
+        t.on_server(&hex(MYSQL97_GREETING));
+        assert!(!t.close_is_failure());
+    }
+
+    #[test]
+    fn x_close_after_capabilities_is_not_a_failure() {
+        let mut t = Tracker::new(Protocol::X);
+        // MySQL 9.7's hello notice on connect is not an answer.
+        assert_eq!(t.on_server(&hex("050000000b08051a00")), Verdict::Continue);
+        assert!(!t.close_is_failure(), "nothing sent");
+        t.on_client(&xframe(1, b"")); // CapabilitiesGet
+        assert!(t.close_is_failure(), "asked, not answered");
+        t.on_server(&xframe(2, b"tls: true"));
+        assert!(!t.close_is_failure(), "capabilities answered");
+
+        // CapabilitiesSet answered by an ERROR (e.g. TLS not possible).
+        let mut t = Tracker::new(Protocol::X);
+        t.on_client(&xframe(2, b"tls=1"));
+        t.on_server(&xframe(1, b"Capability prepare failed for 'tls'"));
+        assert_eq!(t.verdict(), Verdict::Continue);
+        assert!(!t.close_is_failure());
+
+        // A notice after a frame is still not an answer; half a frame is a failure.
+        let mut t = Tracker::new(Protocol::X);
+        t.on_client(&xframe(1, b""));
+        t.on_server(&xframe(11, b"notice"));
+        assert!(t.close_is_failure());
+        let mut t = Tracker::new(Protocol::X);
+        t.on_client(&xframe(2, b"tls=1")[..3]);
+        assert!(t.close_is_failure());
     }
 }

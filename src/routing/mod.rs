@@ -2,7 +2,8 @@
 //! the life of each client connection (admit → choose → connect → relay → close).
 //!
 //! Destination choice is [`policy`] (pure); destination health is the shared
-//! [`Quarantine`]; bytes are moved by [`crate::relay`].
+//! [`Quarantine`]; bytes are moved by [`crate::relay`]. Routes with a `role` also read
+//! the [`Monitor`]'s view of each destination ([`roles`] follows it for them).
 //!
 //! Threads: a route's *manager* task (on the main runtime) owns the listening sockets
 //! and decides when they are open. Each I/O worker (one single-threaded runtime per
@@ -13,12 +14,14 @@ pub mod admission;
 pub mod connect;
 pub mod listener;
 pub mod policy;
+mod roles;
 mod session;
+mod terminated;
 pub mod view;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +30,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::config::{RouteConfig, Strategy};
+use crate::monitor::Monitor;
 use crate::protocol::errors;
 use crate::quarantine::Quarantine;
 use crate::stats::{self, Connections, DestStats, Refused, RouteStats};
@@ -44,6 +48,8 @@ pub struct Shared {
     pub stop_accepting: watch::Receiver<bool>,
     /// Turns true when active connections must be closed.
     pub close_all: watch::Receiver<bool>,
+    /// The role monitor, when `[monitor]` is configured.
+    pub monitor: Option<Arc<Monitor>>,
 }
 
 pub struct Route {
@@ -54,7 +60,14 @@ pub struct Route {
     policy: Policy,
     /// `host:port` of each destination, the quarantine keys.
     keys: Vec<String>,
+    /// Active connections through this route per destination (least-connections, and
+    /// the counts of the session-closing log lines).
+    active: Vec<AtomicU64>,
+    /// Per destination: bumped to close this route's sessions on it (role routes).
+    kick: Vec<watch::Sender<u64>>,
     shared: Arc<Shared>,
+    /// TLS contexts when the route terminates TLS (`client_ssl_mode` not PASSTHROUGH).
+    tls: Option<Arc<crate::session::tls::Contexts>>,
     /// Counters for monitoring (relaxed atomics, bumped once per connection).
     stats: RouteStats,
     dest_stats: Vec<DestStats>,
@@ -69,7 +82,11 @@ struct Bound {
 }
 
 impl Route {
-    pub fn new(cfg: RouteConfig, shared: Arc<Shared>) -> Arc<Route> {
+    pub fn new(
+        cfg: RouteConfig,
+        shared: Arc<Shared>,
+        tls: Option<Arc<crate::session::tls::Contexts>>,
+    ) -> Arc<Route> {
         let keys: Vec<String> = cfg.destinations.iter().map(|d| d.address()).collect();
         for d in &cfg.destinations {
             shared.quarantine.register(d);
@@ -78,10 +95,13 @@ impl Route {
             listening: watch::channel(None).0,
             admission: Admission::new(cfg.max_connections as u64, cfg.max_connect_errors),
             policy: Policy::new(cfg.strategy, keys.len()),
+            active: keys.iter().map(|_| AtomicU64::new(0)).collect(),
+            kick: keys.iter().map(|_| watch::channel(0).0).collect(),
             dest_stats: keys.iter().map(|_| DestStats::default()).collect(),
             keys,
             shared,
             cfg,
+            tls,
             stats: RouteStats::default(),
             connections: Connections::default(),
         })
@@ -184,6 +204,11 @@ impl Route {
         );
         let bound = self.bind()?;
         self.publish(Some(bound));
+        if let (Some(_), Some(m)) = (&self.cfg.roles, &self.shared.monitor) {
+            let me = self.clone();
+            let m = m.clone();
+            tokio::spawn(async move { me.follow_roles(m).await });
+        }
         let me = self.clone();
         Ok(tokio::spawn(async move { me.manage().await }))
     }
@@ -367,7 +392,7 @@ impl Route {
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connection accepted at {}", self.endpoints().join(", "));
 
         let started = stats::now_us();
-        let Some((server, addr)) = self.connect(fd, &peer).await else {
+        let Some((server, idx)) = self.connect(fd, &peer).await else {
             self.stats.refused(Refused::NoDestination);
             let frame = errors::accept_error(
                 self.cfg.protocol,
@@ -385,16 +410,47 @@ impl Route {
             );
             return;
         };
+        let addr = &self.keys[idx];
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
+        let _on_dest = ActiveGuard::new(&self.active[idx]);
+        // Role routes: the session ends when its destination stops serving the role.
+        let mut kicked = self.cfg.roles.as_ref().map(|_| self.kick[idx].subscribe());
         let reg = self
             .connections
             .register(peer.clone(), addr.clone(), started);
         let live = &reg.live;
 
         let mut close_all = self.shared.close_all.clone();
+        let tls = self.tls.clone();
+        let serve = async {
+            match tls {
+                Some(tls) => {
+                    // The terminating path counts its bytes itself; they reach the
+                    // connection's record when it ends.
+                    live.connected(stats::now_us());
+                    self.serve_terminated(client, server, addr, &peer, ip, &tls)
+                        .await
+                        .map(|c| {
+                            let now = stats::now_us();
+                            live.up.add(c.up, now);
+                            live.down.add(c.down, now);
+                        })
+                }
+                None => self.serve_client(&client, &server, &peer, ip, live).await,
+            }
+        };
         let result = tokio::select! {
-            r = self.serve_client(&client, &server, &peer, ip, live) => Some(r),
+            r = serve => Some(r),
             _ = close_all.wait_for(|c| *c) => None,
+            _ = roles::kicked(&mut kicked) => {
+                tracing::debug!(
+                    target: "routing",
+                    "[{sec}] fd={fd} {peer} -> {addr}: connection closed: the destination no longer serves role {}",
+                    self.cfg.roles.as_ref().map(|r| r.role.name()).unwrap_or_default()
+                );
+                drop(permit);
+                return;
+            }
         };
         let (up, down) = (live.up.bytes(), live.down.bytes());
         drop(reg);
@@ -423,11 +479,14 @@ impl Route {
 
     /// Tries the destinations in the policy's order. `None` when none connected (the
     /// ERROR line has been logged).
-    async fn connect(&self, fd: i32, peer: &str) -> Option<(tokio::net::TcpStream, String)> {
+    async fn connect(&self, fd: i32, peer: &str) -> Option<(tokio::net::TcpStream, usize)> {
         let sec = &self.cfg.section;
         let q = &self.shared.quarantine;
-        let plan = self.policy.plan(|i| q.is_quarantined(&self.keys[i]));
         let mut attempts: Vec<String> = Vec::new();
+        let plan = match self.role_plan(&mut attempts) {
+            Some(p) => p,
+            None => self.policy.plan(|i| q.is_quarantined(&self.keys[i])),
+        };
         for &idx in &plan.order {
             let key = &self.keys[idx];
             if q.is_quarantined(key) {
@@ -449,7 +508,7 @@ impl Route {
                             self.keys[sw.to]
                         );
                     }
-                    return Some((s, key.clone()));
+                    return Some((s, idx));
                 }
                 Err(e) => {
                     tracing::debug!(target: "routing", "[{sec}] fd={fd} {e}");
@@ -466,6 +525,22 @@ impl Route {
             attempts.join(", ")
         );
         None
+    }
+}
+
+/// Counts one active connection on a destination while it lives.
+struct ActiveGuard<'a>(&'a AtomicU64);
+
+impl<'a> ActiveGuard<'a> {
+    fn new(c: &'a AtomicU64) -> Self {
+        c.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(c)
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1,11 +1,21 @@
 //! Destination choice: which destinations a new client tries, in which order, and how
 //! the route's memory (round-robin index, sticky destination) moves. Pure: no sockets,
-//! no clock; quarantine is a predicate passed in by the caller.
+//! no clock; quarantine is a predicate passed in by the caller, and for routes with a
+//! `role` so is what each destination can serve (from the monitor) and its active
+//! connections (for least-connections).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::config::Strategy;
+use crate::monitor::state::Serves;
+
+/// Why a role route has no candidate beyond the per-destination reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleProblem {
+    /// Several writable destinations and none of them is the one the route had.
+    SplitBrain(Vec<usize>),
+}
 
 /// The candidates for one client, and the route state they were computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +41,8 @@ pub struct Policy {
     rr: AtomicUsize,
     /// first-/next-available: the remembered destination (`n` = past the end).
     sticky: Mutex<usize>,
+    /// PRIMARY routes: the primary the route had (the split-brain rule keeps it).
+    primary: Mutex<Option<usize>>,
 }
 
 impl Policy {
@@ -40,7 +52,28 @@ impl Policy {
             n,
             rr: AtomicUsize::new(0),
             sticky: Mutex::new(0),
+            primary: Mutex::new(None),
         }
+    }
+
+    /// The writable destinations seen now: a single one becomes the route's primary.
+    /// Returns the primary to use (`None` when there is none, or a split brain without
+    /// the one the route had).
+    pub fn note_primaries(&self, writers: &[usize]) -> Option<usize> {
+        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        match writers {
+            [] => None,
+            [one] => {
+                *p = Some(*one);
+                Some(*one)
+            }
+            _ => p.filter(|had| writers.contains(had)),
+        }
+    }
+
+    /// The primary a PRIMARY route had last.
+    pub fn primary(&self) -> Option<usize> {
+        *self.primary.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn sticky(&self) -> std::sync::MutexGuard<'_, usize> {
@@ -59,7 +92,9 @@ impl Policy {
             };
         }
         match self.strategy {
-            Strategy::RoundRobin => {
+            Strategy::RoundRobin
+            | Strategy::RoundRobinWithFallback
+            | Strategy::LeastConnections => {
                 // Advance past quarantined entries so the rotation stays even over the
                 // healthy ones.
                 let mut start = self.rr.fetch_add(1, Ordering::Relaxed) % n;
@@ -91,10 +126,96 @@ impl Policy {
         }
     }
 
+    /// The order for a client of a route with a role. `serves[i]` is what destination
+    /// `i` can serve now (`None`: not usable); `active[i]` its connections through this
+    /// route. A PRIMARY route (`primary_only`) uses one writable destination: the one it
+    /// had when several are writable (split brain: `Err` when it had none of them).
+    pub fn plan_roles(
+        &self,
+        serves: &[Option<Serves>],
+        active: &[u64],
+        primary_only: bool,
+    ) -> (Plan, Option<RoleProblem>) {
+        let usable: Vec<usize> = (0..self.n)
+            .filter(|&i| serves.get(i).copied().flatten().is_some())
+            .collect();
+        let primaries: Vec<usize> = usable
+            .iter()
+            .copied()
+            .filter(|&i| matches!(serves[i], Some(Serves::Primary { .. })))
+            .collect();
+        if primary_only {
+            let multi = primaries
+                .iter()
+                .all(|&i| matches!(serves[i], Some(Serves::Primary { multi_writer: true })));
+            // Galera: any synced writer will do; keep to one (the first, or the one we had).
+            let chosen = match (multi, primaries.first()) {
+                (true, Some(&first)) => {
+                    let had = self.primary().filter(|h| primaries.contains(h));
+                    let pick = had.unwrap_or(first);
+                    self.note_primaries(&[pick])
+                }
+                _ => self.note_primaries(&primaries),
+            };
+            let problem = (chosen.is_none() && primaries.len() > 1)
+                .then_some(RoleProblem::SplitBrain(primaries));
+            return (
+                Plan {
+                    order: chosen.into_iter().collect(),
+                    start: *self.sticky(),
+                },
+                problem,
+            );
+        }
+        let pool: Vec<usize> = if self.strategy == Strategy::RoundRobinWithFallback {
+            let secondaries: Vec<usize> = usable
+                .iter()
+                .copied()
+                .filter(|&i| serves[i] == Some(Serves::Secondary))
+                .collect();
+            if secondaries.is_empty() {
+                primaries
+            } else {
+                secondaries
+            }
+        } else {
+            usable
+        };
+        let order = match (self.strategy, pool.len()) {
+            (_, 0) => vec![],
+            (Strategy::FirstAvailable | Strategy::NextAvailable, _) => pool,
+            (Strategy::LeastConnections, k) => {
+                // Fewest active first; ties in turn, so equal loads spread evenly.
+                let r = self.rr.fetch_add(1, Ordering::Relaxed) % k;
+                let mut v: Vec<(u64, usize, usize)> = pool
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, &i)| (active.get(i).copied().unwrap_or(0), (pos + k - r) % k, i))
+                    .collect();
+                v.sort();
+                v.into_iter().map(|(_, _, i)| i).collect()
+            }
+            (_, k) => {
+                let r = self.rr.fetch_add(1, Ordering::Relaxed) % k;
+                (0..k).map(|j| pool[(r + j) % k]).collect()
+            }
+        };
+        (
+            Plan {
+                order,
+                start: *self.sticky(),
+            },
+            None,
+        )
+    }
+
     /// A client of `plan` connected to destination `idx`. Returns the switch of the
     /// remembered destination, if this moved it.
     pub fn connected(&self, plan: &Plan, idx: usize) -> Option<Switch> {
-        if self.strategy == Strategy::RoundRobin {
+        if matches!(
+            self.strategy,
+            Strategy::RoundRobin | Strategy::RoundRobinWithFallback | Strategy::LeastConnections
+        ) {
             return None;
         }
         let mut s = self.sticky();
@@ -182,6 +303,72 @@ mod tests {
         p.exhausted(&plan);
         assert_eq!(p.plan(none).order, Vec::<usize>::new());
         assert_eq!(p.current(), None);
+    }
+
+    const P: Option<Serves> = Some(Serves::Primary {
+        multi_writer: false,
+    });
+    const S: Option<Serves> = Some(Serves::Secondary);
+
+    #[test]
+    fn primary_route_uses_the_one_primary() {
+        let p = Policy::new(Strategy::FirstAvailable, 3);
+        let (plan, problem) = p.plan_roles(&[S, P, None], &[0; 3], true);
+        assert_eq!((plan.order.clone(), problem), (vec![1], None));
+        assert_eq!(p.primary(), Some(1));
+        let (plan, _) = p.plan_roles(&[None, S, None], &[0; 3], true);
+        assert!(plan.order.is_empty());
+    }
+
+    #[test]
+    fn split_brain_keeps_the_primary_it_had_or_refuses() {
+        let p = Policy::new(Strategy::FirstAvailable, 3);
+        p.plan_roles(&[None, P, S], &[0; 3], true);
+        // s2 turns writable too: stay on s1
+        let (plan, problem) = p.plan_roles(&[None, P, P], &[0; 3], true);
+        assert_eq!((plan.order, problem), (vec![1], None));
+        // a fresh route (remembers s0) with s1 and s2 writable refuses
+        let q = Policy::new(Strategy::FirstAvailable, 3);
+        let (plan, problem) = q.plan_roles(&[S, P, P], &[0; 3], true);
+        assert!(plan.order.is_empty());
+        assert_eq!(problem, Some(RoleProblem::SplitBrain(vec![1, 2])));
+        // Galera writers are not a split brain
+        let g = Some(Serves::Primary { multi_writer: true });
+        let (plan, problem) = q.plan_roles(&[None, g, g], &[0; 3], true);
+        assert_eq!((plan.order, problem), (vec![1], None));
+    }
+
+    #[test]
+    fn round_robin_over_usable_secondaries() {
+        let p = Policy::new(Strategy::RoundRobin, 4);
+        let serves = [P, S, None, S];
+        let firsts: Vec<usize> = (0..4)
+            .map(|_| p.plan_roles(&serves, &[0; 4], false).0.order[0])
+            .collect();
+        assert_eq!(firsts, vec![0, 1, 3, 0]);
+    }
+
+    #[test]
+    fn round_robin_with_fallback_uses_primary_only_without_secondaries() {
+        let p = Policy::new(Strategy::RoundRobinWithFallback, 3);
+        let (plan, _) = p.plan_roles(&[P, S, S], &[0; 3], false);
+        assert!(!plan.order.contains(&0));
+        let (plan, _) = p.plan_roles(&[P, None, None], &[0; 3], false);
+        assert_eq!(plan.order, vec![0]);
+    }
+
+    #[test]
+    fn least_connections_picks_fewest_and_spreads_ties() {
+        let p = Policy::new(Strategy::LeastConnections, 3);
+        let serves = [None, S, S];
+        assert_eq!(p.plan_roles(&serves, &[0, 5, 2], false).0.order, vec![2, 1]);
+        // equal loads: alternate
+        let mut active = [0u64; 3];
+        for _ in 0..10 {
+            let first = p.plan_roles(&serves, &active, false).0.order[0];
+            active[first] += 1;
+        }
+        assert_eq!(active, [0, 5, 5]);
     }
 
     #[test]

@@ -69,11 +69,16 @@ impl Route {
                 tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
                 true
             }
+            // Counted only if the client had sent something the server had not yet
+            // answered: a health check (nothing sent) and a client that gave up after
+            // the server's answer (e.g. caching_sha2's full-authentication request on
+            // plain TCP) are not bad handshakes.
             Ok(Ok(HandshakeEnd::ClientClosed)) | Ok(Err(_)) => {
-                if tracker.client_sent() {
+                let failed = tracker.close_is_failure();
+                if failed {
                     tracing::info!(target: "routing", "[{sec}] {peer} closed connection before finishing handshake");
                 }
-                tracker.client_sent()
+                failed
             }
             // A server that never sent its greeting is not the client's fault.
             Err(_) if !tracker.client_turn() => {
@@ -102,7 +107,7 @@ impl Route {
         Ok(())
     }
 
-    fn count_error(&self, ip: IpAddr, peer: &str) {
+    pub(super) fn count_error(&self, ip: IpAddr, peer: &str) {
         let sec = &self.cfg.section;
         let (n, blocked) = self.admission.count_error(ip);
         tracing::info!(target: "routing", "[{sec}] incrementing error counter for host of {peer} (now {n})");

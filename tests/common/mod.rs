@@ -2,6 +2,10 @@
 //! started with a generated config, and small client helpers.
 #![allow(dead_code)]
 
+pub mod group_replication;
+pub mod mysql97;
+pub mod replication;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -64,6 +68,7 @@ pub fn tmp_dir(tag: &str) -> PathBuf {
 fn template_datadir() -> &'static PathBuf {
     static T: OnceLock<PathBuf> = OnceLock::new();
     T.get_or_init(|| {
+        require_mariadb();
         let base = tmp_dir("template");
         let data = base.join("data");
         let mut cmd = Command::new("mariadb-install-db");
@@ -77,6 +82,9 @@ fn template_datadir() -> &'static PathBuf {
         if is_root() {
             cmd.arg("--user=mysql");
         }
+        // A private temporary folder: a mariadbd starting elsewhere removes the `#sql*`
+        // files it finds in its tmpdir, including a bootstrap's that share /tmp.
+        cmd.env("TMPDIR", &base);
         let out = cmd
             .output()
             .expect("mariadb-install-db (apt-get install mariadb-server)");
@@ -99,6 +107,28 @@ fn template_datadir() -> &'static PathBuf {
         s.keep_dir = true;
         data
     })
+}
+
+/// Ends the test process with one line naming what to install when MariaDB's server or
+/// client is missing (rather than a panic per test, deep in the harness). Written
+/// straight to stderr: the test harness's capture would swallow `eprintln!`.
+pub fn require_mariadb() {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    let missing: Vec<&str> = [mariadbd(), "mariadb-install-db", "mariadb"]
+        .into_iter()
+        .filter(|t| !Path::new(t).is_file() && !on_path(t))
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: {} not found: install Debian's mariadb-server and mariadb-client (./test.sh installs everything the tests need)",
+            missing.join(", ")
+        );
+        std::process::exit(1);
+    }
 }
 
 /// `mariadbd` lives in /usr/sbin, which is not on every user's PATH.
@@ -166,6 +196,7 @@ impl MariaDb {
             "--bind-address=127.0.0.1".into(),
             format!("--socket={}", self.socket.display()),
             format!("--pid-file={}", self.dir.join("pid").display()),
+            format!("--tmpdir={}", self.dir.display()),
             "--skip-name-resolve".into(),
             "--max-connections=3000".into(),
             "--max-connect-errors=1000000000".into(),
@@ -224,6 +255,11 @@ impl MariaDb {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id while it runs (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
     }
 }
 

@@ -1,0 +1,164 @@
+//! Following a classic-protocol session after its handshake: the client's commands
+//! and the server's responses, as bytes pass in both directions. Pure; it never
+//! changes a byte. It answers what pooling, sharing and read/write splitting ask before
+//! they touch a server connection: is the session at a safe point (no command in
+//! flight, no partial packet either way), is a transaction open, did the session send
+//! something that binds it to its server connection for good.
+//!
+//! Built on [`super::frame::Splitter`] (one per direction) and a
+//! [`super::response::ResponseTracker`] per command.
+
+use super::caps::{status, Caps};
+use super::frame::{Packet, Splitter};
+use super::response::{Outcome, ProtocolError, ResponseTracker, Turn};
+
+/// One session's command/response exchange, seen from the middle.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    caps: Caps,
+    client: Splitter,
+    server: Splitter,
+    current: Option<ResponseTracker>,
+    /// Status flags of the last response that carried them.
+    status: u16,
+    commands: u64,
+    /// A stream command (binlog dump, clone) was sent.
+    streaming: bool,
+    /// The server spoke while no command was in flight (an ERR before it closes:
+    /// KILL, shutdown, wait_timeout).
+    server_spoke_unasked: bool,
+}
+
+impl Exchange {
+    /// Starts after the handshake of a hop that negotiated `caps`; `status` is the
+    /// status of the handshake's final OK.
+    pub fn new(caps: Caps, status: u16) -> Self {
+        Exchange {
+            caps,
+            client: Splitter::new(),
+            server: Splitter::new(),
+            current: None,
+            status,
+            commands: 0,
+            streaming: false,
+            server_spoke_unasked: false,
+        }
+    }
+
+    /// Bytes the client sent, in order.
+    pub fn on_client(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        let mut result = Ok(());
+        let (caps, current, commands, streaming) = (
+            self.caps,
+            &mut self.current,
+            &mut self.commands,
+            &mut self.streaming,
+        );
+        self.client.feed(data, |p| {
+            result = client_packet(caps, current, commands, streaming, p);
+            result.is_ok()
+        });
+        result
+    }
+
+    /// Bytes the server sent, in order.
+    pub fn on_server(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        let mut result = Ok(());
+        let (current, status, unasked) = (
+            &mut self.current,
+            &mut self.status,
+            &mut self.server_spoke_unasked,
+        );
+        self.server.feed(data, |p| {
+            result = match current {
+                Some(t) if !matches!(t.turn(), Turn::Done(_)) => {
+                    let r = t.server_packet(p);
+                    if let Turn::Done(Outcome::Ok { status: s }) = t.turn() {
+                        *status = s;
+                    }
+                    r
+                }
+                _ => {
+                    *unasked = true;
+                    Ok(())
+                }
+            };
+            result.is_ok()
+        });
+        result
+    }
+
+    /// No command in flight and no partial packet in either direction: a server
+    /// connection could be handed over here without cutting anything.
+    pub fn at_safe_point(&self) -> bool {
+        let idle = match &self.current {
+            None => true,
+            Some(t) => matches!(t.turn(), Turn::Done(_)),
+        };
+        idle && self.client.at_boundary()
+            && self.server.at_boundary()
+            && !self.client.mid_message()
+            && !self.server.mid_message()
+    }
+
+    /// Whether a client packet is allowed now: at a safe point (a new command), or
+    /// within an exchange where the client speaks (LOCAL INFILE, authentication).
+    pub fn client_may_send(&self) -> bool {
+        match &self.current {
+            Some(t) if !matches!(t.turn(), Turn::Done(_)) => t.client_may_send(),
+            _ => true,
+        }
+    }
+
+    /// The server's last status said a transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.status & status::IN_TRANS != 0
+    }
+
+    /// Status flags of the last response that carried them.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The outcome of the last complete response.
+    pub fn last_outcome(&self) -> Option<Outcome> {
+        match self.current.as_ref()?.turn() {
+            Turn::Done(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Commands the client started.
+    pub fn commands(&self) -> u64 {
+        self.commands
+    }
+
+    /// The session sent a command that never ends (binlog dump, clone).
+    pub fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// The server sent a packet while no command was in flight.
+    pub fn server_spoke_unasked(&self) -> bool {
+        self.server_spoke_unasked
+    }
+}
+
+fn client_packet(
+    caps: Caps,
+    current: &mut Option<ResponseTracker>,
+    commands: &mut u64,
+    streaming: &mut bool,
+    p: &Packet,
+) -> Result<(), ProtocolError> {
+    match current {
+        Some(t) if !matches!(t.turn(), Turn::Done(_)) => t.client_packet(p),
+        _ => {
+            let t = ResponseTracker::start(p, caps)?;
+            *commands += 1;
+            *streaming |= t.is_stream();
+            *current = Some(t);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! One client session on a route that terminates TLS: the router's own handshake
+//! (`session::terminate`), counted for `max_connect_errors` by the same rules as a
+//! watched PASSTHROUGH handshake, then the relay between the two hops' streams.
+
+use std::net::IpAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Route;
+use crate::config::addr::split_host_port;
+use crate::relay::Counts;
+use crate::session::terminate::{self, End};
+use crate::session::tls::Contexts;
+
+impl Route {
+    /// Handshake (terminated, counted) then relay; returns the bytes moved.
+    pub(super) async fn serve_terminated<C>(
+        &self,
+        client: C,
+        server: tokio::net::TcpStream,
+        addr: &str,
+        peer: &str,
+        ip: Option<IpAddr>,
+        tls: &Contexts,
+    ) -> std::io::Result<Counts>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let sec = &self.cfg.section;
+        let host = split_host_port(addr)
+            .map(|(h, _)| h)
+            .unwrap_or(addr)
+            .to_string();
+        let mut counts = Counts::default();
+        let end = tokio::time::timeout(
+            self.cfg.client_connect_timeout,
+            terminate::handshake(client, server, &host, &self.cfg.tls, tls, &mut counts),
+        )
+        .await;
+        let failed = match end {
+            Ok(End::Authenticated {
+                client,
+                server,
+                server_refused,
+            }) => {
+                if let Some(ip) = ip {
+                    self.admission.reset(ip);
+                }
+                if server_refused {
+                    return Ok(counts);
+                }
+                let rest = terminate::relay(client, server, self.cfg.net_buffer_length).await;
+                counts.up += rest.up;
+                counts.down += rest.down;
+                return Ok(counts);
+            }
+            Ok(End::Bad(why)) => {
+                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet: {why}");
+                true
+            }
+            Ok(End::ClientClosed { sent }) => {
+                if sent {
+                    tracing::info!(target: "routing", "[{sec}] {peer} closed connection before finishing handshake");
+                }
+                sent
+            }
+            Ok(End::ServerFailed(why)) => {
+                tracing::warn!(target: "routing", "[{sec}] handshake with the server for {peer} failed: {why}");
+                false
+            }
+            Ok(End::Refused(why)) => {
+                tracing::info!(target: "routing", "[{sec}] {peer} refused: {why}");
+                false
+            }
+            Err(_) => {
+                tracing::info!(
+                    target: "routing",
+                    "[{sec}] {peer} did not finish the handshake within client_connect_timeout ({}s)",
+                    self.cfg.client_connect_timeout.as_secs()
+                );
+                true
+            }
+        };
+        if failed {
+            self.stats.handshake_failed();
+            if let Some(ip) = ip {
+                self.count_error(ip, peer);
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,499 @@
+//! A classic session whose TLS the router terminates (`client_ssl_mode` DISABLED,
+//! PREFERRED or REQUIRED): the router speaks the handshake itself on both hops, then
+//! relays the session's bytes between the client's stream (TLS or plain) and the
+//! server's (TLS or plain).
+//!
+//! The client sees the server: the router forwards the server's own greeting (version,
+//! connection id, nonce, capabilities — compression included), changing only the
+//! `CLIENT_SSL` bit to what the router offers. The client therefore scrambles its
+//! password against the server's nonce, and every authentication method passes
+//! through (native, caching_sha2 fast and full, sha256, ed25519, auth switches) with no
+//! password configured in the router. What the router changes:
+//! * the SSLRequest / TLS of each hop: the client's on the client hop (per
+//!   `client_ssl_mode`), the router's own towards the server (per `server_ssl_mode`);
+//! * the `CLIENT_SSL` bit of the greeting and of the client's response;
+//! * sequence ids during authentication, which differ by one per hop with TLS;
+//! * caching_sha2 full authentication from a TLS client to a plain-TCP server hop: the
+//!   client sends its password in clear (its hop is encrypted); the router never puts
+//!   it on the plain hop, but fetches the server's RSA public key and sends it
+//!   encrypted, as a client without TLS would (MySQL Router answers 1045 here).
+//!
+//! After authentication (the server's OK) commands flow unchanged: compressed
+//! frames too, since compression is negotiated end to end.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::tls::{ClientSslMode, ServerSslMode, TlsConfig};
+use crate::protocol::caps::flag;
+use crate::protocol::errors;
+use crate::relay::Counts;
+
+use super::stream::MaybeTls;
+use super::tls::Contexts;
+
+/// Largest handshake packet accepted from a client (a response with attributes is a
+/// few hundred bytes; MySQL's own limit before authentication is 16 KiB-ish).
+const MAX_HANDSHAKE_PACKET: usize = 1 << 20;
+const CR_SSL_CONNECTION_ERROR: u16 = 2026;
+const CACHING_SHA2: &[u8] = b"caching_sha2_password";
+
+/// How a terminated handshake ended, for the route's counting and logging.
+#[derive(Debug)]
+pub enum End<C, S> {
+    /// Authentication went through (or the server refused it): relay from here.
+    Authenticated {
+        client: MaybeTls<C>,
+        server: MaybeTls<S>,
+        /// The server's verdict was an ERR: forward nothing more.
+        server_refused: bool,
+    },
+    /// The client sent something that is not a handshake (1043 has been sent).
+    Bad(String),
+    /// The client went away; `sent` tells whether it had sent anything.
+    ClientClosed { sent: bool },
+    /// The server went away or sent garbage (not the client's fault).
+    ServerFailed(String),
+    /// The client was refused with an error it can read (e.g. TLS required).
+    Refused(String),
+}
+
+/// A packet read whole: sequence id and payload.
+struct Packet {
+    seq: u8,
+    payload: Vec<u8>,
+}
+
+async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<Packet>> {
+    let mut hdr = [0u8; 4];
+    // A clean end before a new packet is `None`; an end inside one is an error.
+    let n = r.read(&mut hdr[..1]).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    r.read_exact(&mut hdr[1..]).await?;
+    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
+    if len > MAX_HANDSHAKE_PACKET {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "handshake packet too large",
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    Ok(Some(Packet {
+        seq: hdr[3],
+        payload,
+    }))
+}
+
+async fn write_packet<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    seq: u8,
+    payload: &[u8],
+    counted: &mut u64,
+) -> std::io::Result<()> {
+    let mut p = Vec::with_capacity(4 + payload.len());
+    p.extend_from_slice(&crate::protocol::frame::header(payload.len(), seq));
+    p.extend_from_slice(payload);
+    w.write_all(&p).await?;
+    w.flush().await?;
+    *counted += p.len() as u64;
+    Ok(())
+}
+
+/// Offset of the capability flags' low 16 bits in a protocol-10 greeting, and of the
+/// 20-byte nonce's two parts.
+struct GreetingLayout {
+    caps_lo: usize,
+    nonce1: usize,
+    nonce2: usize,
+}
+
+fn greeting_layout(g: &[u8]) -> Option<GreetingLayout> {
+    if g.first() != Some(&10) {
+        return None;
+    }
+    let nul = g[1..].iter().position(|&b| b == 0)?;
+    let o = 1 + nul + 1;
+    // conn id (4), nonce part 1 (8), filler (1), caps lo (2), charset (1), status (2),
+    // caps hi (2), auth data length (1), reserved (10), nonce part 2 (12 + NUL)
+    if g.len() < o + 31 + 12 {
+        return None;
+    }
+    Some(GreetingLayout {
+        caps_lo: o + 13,
+        nonce1: o + 4,
+        nonce2: o + 31,
+    })
+}
+
+fn caps_of_response(r: &[u8]) -> u32 {
+    u32::from_le_bytes([r[0], r[1], r[2], r[3]])
+}
+
+fn set_ssl_bit(r: &mut [u8], on: bool) {
+    let mut c = caps_of_response(r);
+    if on {
+        c |= flag::SSL as u32;
+    } else {
+        c &= !(flag::SSL as u32);
+    }
+    r[..4].copy_from_slice(&c.to_le_bytes());
+}
+
+fn server_name(host: &str) -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from(host.to_string()).unwrap_or_else(|_| {
+        // ok: "localhost" always parses; used only when the host is not a valid name
+        rustls::pki_types::ServerName::try_from("localhost").expect("ok: constant name")
+    })
+}
+
+/// Runs the terminated handshake. `client` is the accepted client stream, `server`
+/// the connected server socket; `host` names the server for certificate checks.
+pub async fn handshake<C, S>(
+    client: C,
+    server: S,
+    host: &str,
+    cfg: &TlsConfig,
+    ctx: &Contexts,
+    counts: &mut Counts,
+) -> End<C, S>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = MaybeTls::Plain(client);
+    let mut server = MaybeTls::Plain(server);
+
+    // 1. The server's greeting.
+    let greeting = match read_packet(&mut server).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return End::ServerFailed("closed before its greeting".into()),
+        Err(e) => return End::ServerFailed(format!("greeting: {e}")),
+    };
+    if greeting.payload.first() == Some(&0xFF) {
+        // The server refuses (its own 1040/1129): pass it on, as in PASSTHROUGH.
+        let _ = write_packet(
+            &mut client,
+            greeting.seq,
+            &greeting.payload,
+            &mut counts.down,
+        )
+        .await;
+        return End::ServerFailed("the server refused the connection".into());
+    }
+    let Some(layout) = greeting_layout(&greeting.payload) else {
+        return End::ServerFailed("malformed greeting".into());
+    };
+    let mut g = greeting.payload.clone();
+    let server_caps_lo = u16::from_le_bytes([g[layout.caps_lo], g[layout.caps_lo + 1]]);
+    let server_has_ssl = server_caps_lo as u64 & flag::SSL != 0;
+    let mut nonce: Vec<u8> = g[layout.nonce1..layout.nonce1 + 8].to_vec();
+    nonce.extend_from_slice(&g[layout.nonce2..layout.nonce2 + 12]);
+    let offer_ssl = cfg.client_mode != ClientSslMode::Disabled && ctx.acceptor.is_some();
+    let lo = if offer_ssl {
+        server_caps_lo | flag::SSL as u16
+    } else {
+        server_caps_lo & !(flag::SSL as u16)
+    };
+    g[layout.caps_lo..layout.caps_lo + 2].copy_from_slice(&lo.to_le_bytes());
+    if write_packet(&mut client, 0, &g, &mut counts.down)
+        .await
+        .is_err()
+    {
+        return End::ClientClosed { sent: false };
+    }
+
+    // 2. The client's SSLRequest or response.
+    let bad = |why: &str| End::Bad(why.to_string());
+    let first = match read_packet(&mut client).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => return End::ClientClosed { sent: false },
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return End::ClientClosed { sent: true }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let first = match first {
+        Ok(p)
+            if p.seq == 1
+                && p.payload.len() >= 32
+                && caps_of_response(&p.payload) as u64 & flag::PROTOCOL_41 != 0 =>
+        {
+            p
+        }
+        other => {
+            // What MySQL Router sends (sequence id 2, no SQL state).
+            let e = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
+            let _ = client.write_all(&e).await;
+            let _ = client.flush().await;
+            counts.down += e.len() as u64;
+            return End::Bad(match other {
+                Err(why) => why,
+                Ok(_) => "not a handshake response".into(),
+            });
+        }
+    };
+    counts.up += 4 + first.payload.len() as u64;
+    let client_tls = caps_of_response(&first.payload) as u64 & flag::SSL != 0;
+    let response = if client_tls {
+        let Some(acceptor) = ctx.acceptor.as_ref().filter(|_| offer_ssl) else {
+            return bad("SSL requested where it was not offered");
+        };
+        let MaybeTls::Plain(raw) = client else {
+            return bad("TLS twice");
+        };
+        client = match acceptor.accept(raw).await {
+            Ok(s) => MaybeTls::ServerTls(Box::new(s)),
+            Err(e) => return End::Bad(format!("TLS handshake failed: {e}")),
+        };
+        match read_packet(&mut client).await {
+            Ok(Some(p)) if p.seq == 2 && p.payload.len() >= 32 => {
+                counts.up += 4 + p.payload.len() as u64;
+                p.payload
+            }
+            Ok(Some(_)) => return bad("not a handshake response"),
+            Ok(None) => return End::ClientClosed { sent: true },
+            Err(e) => return bad(&e.to_string()),
+        }
+    } else {
+        if cfg.client_mode == ClientSslMode::Required {
+            let e = errors::classic_error41(
+                2,
+                CR_SSL_CONNECTION_ERROR,
+                "HY000",
+                "SSL connection error: SSL is required from client",
+            );
+            let _ = client.write_all(&e).await;
+            let _ = client.flush().await;
+            counts.down += e.len() as u64;
+            return End::Refused("SSL is required from client".into());
+        }
+        first.payload
+    };
+
+    // 3. TLS towards the server?
+    let server_tls = match cfg.server_mode {
+        ServerSslMode::Disabled => false,
+        ServerSslMode::Required => true,
+        ServerSslMode::Preferred => server_has_ssl,
+        ServerSslMode::AsClient => client_tls,
+    };
+    let mut cseq: u8 = if client_tls { 3 } else { 2 }; // next id towards the client
+    if server_tls && (!server_has_ssl || ctx.connector.is_none()) {
+        let e = errors::classic_error41(
+            cseq,
+            CR_SSL_CONNECTION_ERROR,
+            "HY000",
+            "SSL connection error: Requirements can not be satisfied",
+        );
+        let _ = client.write_all(&e).await;
+        let _ = client.flush().await;
+        counts.down += e.len() as u64;
+        return End::Refused("the server does not offer TLS".into());
+    }
+    let mut response = response;
+    set_ssl_bit(&mut response, server_tls);
+    let mut sseq: u8 = 1;
+    let mut ignore = 0u64;
+    if server_tls {
+        let mut req = response[..32].to_vec();
+        set_ssl_bit(&mut req, true);
+        if let Err(e) = write_packet(&mut server, 1, &req, &mut ignore).await {
+            return End::ServerFailed(format!("SSLRequest: {e}"));
+        }
+        let (Some(connector), MaybeTls::Plain(raw)) = (ctx.connector.as_ref(), server) else {
+            return End::ServerFailed("no TLS towards the server".into());
+        };
+        server = match connector.connect(server_name(host), raw).await {
+            Ok(s) => MaybeTls::ClientTls(Box::new(s)),
+            Err(e) => {
+                let msg = format!("TLS to the server failed: {e}");
+                let pkt = errors::classic_error41(
+                    cseq,
+                    CR_SSL_CONNECTION_ERROR,
+                    "HY000",
+                    &format!("SSL connection error: {e}"),
+                );
+                let _ = client.write_all(&pkt).await;
+                let _ = client.flush().await;
+                return End::Refused(msg);
+            }
+        };
+        sseq = 2;
+    }
+    if let Err(e) = write_packet(&mut server, sseq, &response, &mut ignore).await {
+        return End::ServerFailed(format!("handshake response: {e}"));
+    }
+    sseq = sseq.wrapping_add(1);
+
+    // 4. Authentication: relay packets, renumbered, until the server's OK or ERR.
+    let mut plugin_is_sha2 = response_plugin(&response).is_some_and(|p| p == CACHING_SHA2);
+    let mut client_sent_more = true;
+    let mut full_auth_over_plain = false;
+    loop {
+        tokio::select! {
+            r = read_packet(&mut server) => {
+                let p = match r {
+                    Ok(Some(p)) => p,
+                    Ok(None) => return End::ServerFailed("closed during authentication".into()),
+                    Err(e) => return End::ServerFailed(format!("authentication: {e}")),
+                };
+                sseq = p.seq.wrapping_add(1);
+                let kind = p.payload.first().copied();
+                match kind {
+                    Some(0xFE) => {
+                        // Auth switch: a new plugin and nonce.
+                        let body = &p.payload[1..];
+                        if let Some(nul) = body.iter().position(|&b| b == 0) {
+                            plugin_is_sha2 = &body[..nul] == CACHING_SHA2;
+                            let data = &body[nul + 1..];
+                            nonce = data.strip_suffix(&[0]).unwrap_or(data).to_vec();
+                        }
+                    }
+                    Some(0x01) if p.payload == [0x01, 0x04] && plugin_is_sha2 && client_tls && !server_tls => {
+                        full_auth_over_plain = true;
+                    }
+                    _ => {}
+                }
+                if write_packet(&mut client, cseq, &p.payload, &mut counts.down).await.is_err() {
+                    return End::ClientClosed { sent: true };
+                }
+                cseq = cseq.wrapping_add(1);
+                match kind {
+                    Some(0x00) => return End::Authenticated { client, server, server_refused: false },
+                    Some(0xFF) => return End::Authenticated { client, server, server_refused: true },
+                    _ => client_sent_more = false,
+                }
+            }
+            r = read_packet(&mut client) => {
+                let p = match r {
+                    Ok(Some(p)) => p,
+                    // After the server answered the login, leaving is not a bad handshake.
+                    Ok(None) => return End::ClientClosed { sent: client_sent_more },
+                    Err(e) => return bad(&e.to_string()),
+                };
+                counts.up += 4 + p.payload.len() as u64;
+                client_sent_more = true;
+                cseq = p.seq.wrapping_add(1);
+                let payload = if full_auth_over_plain {
+                    full_auth_over_plain = false;
+                    match rsa_password(&mut server, &mut sseq, &p.payload, &nonce).await {
+                        Ok(enc) => enc,
+                        Err(e) => return End::ServerFailed(e),
+                    }
+                } else {
+                    p.payload
+                };
+                if let Err(e) = write_packet(&mut server, sseq, &payload, &mut ignore).await {
+                    return End::ServerFailed(format!("authentication: {e}"));
+                }
+                sseq = sseq.wrapping_add(1);
+            }
+        }
+    }
+}
+
+/// The auth plugin a HandshakeResponse41 names, if it names one.
+fn response_plugin(r: &[u8]) -> Option<&[u8]> {
+    let caps = caps_of_response(r) as u64;
+    if caps & flag::PLUGIN_AUTH == 0 {
+        return None;
+    }
+    let mut i = 32;
+    let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
+    i += nul + 1; // user name
+    if caps & flag::PLUGIN_AUTH_LENENC_DATA != 0 {
+        let (n, used) = crate::protocol::frame::lenenc_int(r.get(i..)?)?;
+        i += used + n as usize;
+    } else if caps & flag::SECURE_CONNECTION != 0 {
+        let n = *r.get(i)? as usize;
+        i += 1 + n;
+    } else {
+        let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
+        i += nul + 1;
+    }
+    if caps & flag::CONNECT_WITH_DB != 0 {
+        let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
+        i += nul + 1;
+    }
+    let rest = r.get(i..)?;
+    let nul = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    Some(&rest[..nul])
+}
+
+/// caching_sha2 full authentication over a plain server hop: asks the server for its
+/// public key and returns the client's cleartext `password` (NUL-terminated, as the
+/// client sent it) XOR the nonce, RSA-OAEP encrypted.
+async fn rsa_password<S: AsyncRead + AsyncWrite + Unpin>(
+    server: &mut S,
+    sseq: &mut u8,
+    password: &[u8],
+    nonce: &[u8],
+) -> Result<Vec<u8>, String> {
+    let mut ignore = 0u64;
+    write_packet(server, *sseq, &[0x02], &mut ignore)
+        .await
+        .map_err(|e| format!("public key request: {e}"))?;
+    let reply = match read_packet(server).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err("closed before sending its public key".into()),
+        Err(e) => return Err(format!("public key: {e}")),
+    };
+    *sseq = reply.seq.wrapping_add(1);
+    let pem = reply
+        .payload
+        .strip_prefix(&[0x01])
+        .ok_or("the server sent no public key")?;
+    super::rsa::encrypt_password(pem, password, nonce)
+}
+
+/// Relays the authenticated session until either side ends it: the server's end ends
+/// the session at once; the client's end is passed on and the server's last bytes
+/// still reach the client (bounded).
+pub async fn relay<C, S>(client: MaybeTls<C>, server: MaybeTls<S>, buffer: usize) -> Counts
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut sr, mut sw) = tokio::io::split(server);
+    let up_n = std::sync::atomic::AtomicU64::new(0);
+    let down_n = std::sync::atomic::AtomicU64::new(0);
+    let up = pump(&mut cr, &mut sw, &up_n, buffer);
+    let down = pump(&mut sr, &mut cw, &down_n, buffer);
+    tokio::pin!(up, down);
+    tokio::select! {
+        _ = &mut down => {}
+        _ = &mut up => {
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut down).await;
+        }
+    }
+    Counts {
+        up: up_n.load(std::sync::atomic::Ordering::Relaxed),
+        down: down_n.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// Copies until end of stream or an error, counting as it goes; passes the end on.
+async fn pump<R, W>(from: &mut R, to: &mut W, n: &std::sync::atomic::AtomicU64, buffer: usize)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; buffer];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                if to.write_all(&buf[..k]).await.is_err() || to.flush().await.is_err() {
+                    return;
+                }
+                n.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}

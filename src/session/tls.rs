@@ -1,0 +1,433 @@
+//! TLS contexts of a terminating route, built once when the route starts from its
+//! `client_ssl_*` / `server_ssl_*` options: a rustls server config for the client hop
+//! and a client config for the server hop.
+//!
+//! rustls (with the `ring` provider: pure Rust + assembly, no cmake, memory-safe
+//! parsing of everything a client sends) instead of OpenSSL: what that means for
+//! MySQL Router's options —
+//! * `*_ssl_cipher` takes OpenSSL's names; the TLS 1.2 suites rustls has are chosen
+//!   from the list (unknown names are skipped, as OpenSSL does; none left is MySQL
+//!   Router's "no cipher match"). TLS 1.3 suites are always on, as with OpenSSL.
+//! * `*_ssl_curves`: P-256 (prime256v1, secp256r1), P-384 (secp384r1) and X25519.
+//! * `client_ssl_dh_params`: rustls has no finite-field DHE; the file is checked and
+//!   a WARNING says it is not used (ECDHE is).
+//! * TLS 1.0/1.1 are not offered (rustls has them not; MySQL 8.0.28+ dropped them too).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{ring as provider, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::config::tls::{ClientSslMode, ServerSslMode, SslVerify, TlsConfig};
+
+/// Why a route's TLS could not be set up; `Display` follows MySQL Router's wording.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("loading client_ssl_cert '{cert}' and client_ssl_key '{key}' failed: {reason}")]
+    CertKey {
+        cert: String,
+        key: String,
+        reason: String,
+    },
+    #[error("setting {option}={value} failed: {reason}")]
+    Option {
+        option: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("setting client_ssl_dh_params failed: {0}")]
+    DhParams(String),
+    #[error("setting server_ssl_ca={ca} and server_ssl_capath={capath} failed: {reason}")]
+    Ca {
+        ca: String,
+        capath: String,
+        reason: String,
+    },
+    #[error("loading server_ssl_cert '{cert}' and server_ssl_key '{key}' failed: {reason}")]
+    ClientCert {
+        cert: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// What a terminating route needs for TLS.
+pub struct Contexts {
+    /// TLS towards clients (absent with `client_ssl_mode = DISABLED`).
+    pub acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// TLS towards servers (absent with `server_ssl_mode = DISABLED`).
+    pub connector: Option<tokio_rustls::TlsConnector>,
+    /// Lines to log at WARNING once the route starts.
+    pub warnings: Vec<String>,
+}
+
+fn show(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    crate::logging::strerror(e)
+}
+
+fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io_reason(&io),
+        rustls::pki_types::pem::Error::NoItemsFound => "no PEM item found".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// OpenSSL cipher names of the TLS 1.2 suites rustls offers.
+const CIPHER_NAMES: &[(&str, rustls::SupportedCipherSuite)] = &[
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        provider::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+];
+
+/// A crypto provider restricted by the cipher and curve options.
+fn provider_for(
+    cipher: &Option<String>,
+    curves: &Option<String>,
+    side: &'static str,
+) -> Result<CryptoProvider, TlsError> {
+    let mut p = provider::default_provider();
+    if let Some(list) = cipher {
+        let mut tls12: Vec<rustls::SupportedCipherSuite> = Vec::new();
+        for name in list.split(':').map(str::trim) {
+            if let Some((_, s)) = CIPHER_NAMES
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                if !tls12.contains(s) {
+                    tls12.push(*s);
+                }
+            }
+        }
+        if tls12.is_empty() {
+            return Err(TlsError::Option {
+                option: if side == "client" {
+                    "client_ssl_cipher"
+                } else {
+                    "server_ssl_cipher"
+                },
+                value: list.clone(),
+                reason: "no cipher match".into(),
+            });
+        }
+        p.cipher_suites
+            .retain(|s| s.version() == &rustls::version::TLS13 || tls12.contains(s));
+    }
+    if let Some(list) = curves {
+        let mut groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup> = Vec::new();
+        for name in list.split(':').map(str::trim) {
+            let g = match name.to_ascii_lowercase().as_str() {
+                "p-256" | "prime256v1" | "secp256r1" => provider::kx_group::SECP256R1,
+                "p-384" | "secp384r1" => provider::kx_group::SECP384R1,
+                "x25519" => provider::kx_group::X25519,
+                _ => {
+                    return Err(TlsError::Option {
+                        option: if side == "client" {
+                            "client_ssl_curves"
+                        } else {
+                            "server_ssl_curves"
+                        },
+                        value: list.clone(),
+                        reason: format!("unknown curve '{name}'"),
+                    })
+                }
+            };
+            groups.push(g);
+        }
+        p.kx_groups = groups;
+    }
+    Ok(p)
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(pem_reason)?
+        .collect();
+    let certs = certs.map_err(pem_reason)?;
+    if certs.is_empty() {
+        return Err("no certificate found".into());
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(pem_reason)
+}
+
+/// Builds the contexts for a terminating route.
+pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
+    let mut warnings = Vec::new();
+    let acceptor = match (cfg.client_mode, &cfg.client_cert, &cfg.client_key) {
+        (ClientSslMode::Preferred | ClientSslMode::Required, Some(cert), Some(key)) => {
+            let bad = |reason: String| TlsError::CertKey {
+                cert: cert.display().to_string(),
+                key: key.display().to_string(),
+                reason,
+            };
+            let certs = load_certs(cert).map_err(bad)?;
+            let key = load_key(key).map_err(bad)?;
+            let p = provider_for(&cfg.client_cipher, &cfg.client_curves, "client")?;
+            let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(p))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| bad(e.to_string()))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| bad(e.to_string()))?;
+            sc.session_storage = if cfg.client_session_cache {
+                rustls::server::ServerSessionMemoryCache::new(cfg.client_session_cache_size)
+            } else {
+                Arc::new(rustls::server::NoServerSessionStorage {})
+            };
+            if let Some(dh) = &cfg.client_dh_params {
+                std::fs::metadata(dh).map_err(|e| TlsError::DhParams(io_reason(&e)))?;
+                warnings.push(format!(
+                    "[{}] client_ssl_dh_params={} is not used: this router's TLS library (rustls) has no finite-field DHE; ECDHE key exchange is used instead",
+                    cfg.section,
+                    dh.display()
+                ));
+            }
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+        }
+        _ => None,
+    };
+    let connector = if cfg.server_mode == ServerSslMode::Disabled {
+        None
+    } else {
+        Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(
+            cfg,
+        )?)))
+    };
+    Ok(Contexts {
+        acceptor,
+        connector,
+        warnings,
+    })
+}
+
+fn client_config(cfg: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
+    let p = Arc::new(provider_for(
+        &cfg.server_cipher,
+        &cfg.server_curves,
+        "server",
+    )?);
+    let ca_err = |reason: String| TlsError::Ca {
+        ca: show(&cfg.server_ca),
+        capath: show(&cfg.server_capath),
+        reason,
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = if cfg.verify == SslVerify::Disabled {
+        // MySQL Router's default: encrypt, but do not check who answers.
+        if let Some(ca) = &cfg.server_ca {
+            load_certs(ca).map_err(ca_err)?; // still checked, as MySQL Router does
+        }
+        Arc::new(AcceptAny(p.clone()))
+    } else {
+        let mut roots = RootCertStore::empty();
+        let mut files: Vec<PathBuf> = cfg.server_ca.iter().cloned().collect();
+        if let Some(dir) = &cfg.server_capath {
+            files.extend(dir_files(dir).map_err(ca_err)?);
+        }
+        for f in &files {
+            for c in load_certs(f).map_err(ca_err)? {
+                roots.add(c).map_err(|e| ca_err(e.to_string()))?;
+            }
+        }
+        let mut crls: Vec<CertificateRevocationListDer<'static>> = Vec::new();
+        let mut crl_files: Vec<PathBuf> = cfg.server_crl.iter().cloned().collect();
+        if let Some(dir) = &cfg.server_crlpath {
+            crl_files.extend(dir_files(dir).map_err(|reason| TlsError::Option {
+                option: "server_ssl_crlpath",
+                value: dir.display().to_string(),
+                reason,
+            })?);
+        }
+        for f in &crl_files {
+            let list: Result<Vec<_>, _> = CertificateRevocationListDer::pem_file_iter(f)
+                .map_err(|e| TlsError::Option {
+                    option: "server_ssl_crl",
+                    value: f.display().to_string(),
+                    reason: pem_reason(e),
+                })?
+                .collect();
+            crls.extend(list.map_err(|e| TlsError::Option {
+                option: "server_ssl_crl",
+                value: f.display().to_string(),
+                reason: pem_reason(e),
+            })?);
+        }
+        let mut b = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), p.clone());
+        if !crls.is_empty() {
+            b = b.with_crls(crls);
+        }
+        let webpki = b.build().map_err(|e| ca_err(e.to_string()))?;
+        if cfg.verify == SslVerify::VerifyCa {
+            Arc::new(ChainOnly(webpki))
+        } else {
+            webpki
+        }
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ca_err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cc = match (&cfg.server_cert, &cfg.server_key) {
+        (Some(cert), Some(key)) => {
+            let bad = |reason: String| TlsError::ClientCert {
+                cert: cert.display().to_string(),
+                key: key.display().to_string(),
+                reason,
+            };
+            builder
+                .with_client_auth_cert(load_certs(cert).map_err(bad)?, load_key(key).map_err(bad)?)
+                .map_err(|e| bad(e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    if !cfg.server_session_cache {
+        cc.resumption = rustls::client::Resumption::disabled();
+    } else {
+        cc.resumption =
+            rustls::client::Resumption::in_memory_sessions(cfg.server_session_cache_size);
+    }
+    Ok(cc)
+}
+
+/// The files of a `*_capath` / `*_crlpath` folder.
+fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| io_reason(&e))? {
+        let e = e.map_err(|e| io_reason(&e))?;
+        if e.path().is_file() {
+            v.push(e.path());
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// `server_ssl_verify = DISABLED`: any certificate is accepted (signatures of the
+/// handshake are still checked, so the session keys are the peer's).
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `VERIFY_CA`: the chain must lead to a configured CA; the name is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}

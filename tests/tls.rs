@@ -1,0 +1,911 @@
+//! TLS termination (`client_ssl_mode` / `server_ssl_mode`) through the binary, with
+//! real servers (MariaDB with TLS certificates made here by openssl, one without TLS,
+//! MySQL 9.7 from ../shared/lab) and real clients (the `mariadb` CLI, the 9.7 `mysql`
+//! CLI, mysql_async over rustls).
+
+mod common;
+
+use common::{free_port, tmp_dir, MariaDb, Router};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A CA and a server certificate for `localhost` only (no IP SAN), made by openssl.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).display().to_string()
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pki() -> &'static Pki {
+    static P: OnceLock<Pki> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = tmp_dir("pki");
+        let subj = |cn: &str| format!("/CN={cn}");
+        for (ca, key) in [
+            ("ca.pem", "ca-key.pem"),
+            ("other-ca.pem", "other-ca-key.pem"),
+        ] {
+            openssl(
+                &dir,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    key,
+                    "-out",
+                    ca,
+                    "-days",
+                    "30",
+                    "-subj",
+                    &subj(ca),
+                ],
+            );
+        }
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                "server-cert.pem",
+                "-days",
+                "30",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        // mariadbd runs as mysql and must read them.
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let _ = std::fs::set_permissions(
+                e.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            );
+        }
+        Pki { dir }
+    })
+}
+
+/// A MariaDB server with TLS (the certificate above).
+fn tls_server() -> &'static MariaDb {
+    static S: OnceLock<MariaDb> = OnceLock::new();
+    S.get_or_init(|| {
+        let p = pki();
+        MariaDb::start_with(&[
+            format!("--ssl-cert={}", p.path("server-cert.pem")),
+            format!("--ssl-key={}", p.path("server-key.pem")),
+            format!("--ssl-ca={}", p.path("ca.pem")),
+            "--max-allowed-packet=64M".into(),
+        ])
+    })
+}
+
+/// A MariaDB server without TLS (Debian's package has no certificates).
+fn plain_server() -> &'static MariaDb {
+    static S: OnceLock<MariaDb> = OnceLock::new();
+    S.get_or_init(MariaDb::start)
+}
+
+fn route(name: &str, port: u16, dest: &str, extra: &str) -> String {
+    format!(
+        "[routing:{name}]\nbind_port = {port}\ndestinations = {dest}\nrouting_strategy = first-available\n{extra}\n"
+    )
+}
+
+fn cert_opts() -> String {
+    let p = pki();
+    format!(
+        "client_ssl_cert = {}\nclient_ssl_key = {}\n",
+        p.path("server-cert.pem"),
+        p.path("server-key.pem")
+    )
+}
+
+/// Runs the `mariadb` CLI against 127.0.0.1:port with extra args and SQL.
+fn mariadb(port: u16, args: &[&str], sql: &str) -> Output {
+    Command::new("mariadb")
+        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string()])
+        .args([
+            "--protocol=TCP",
+            "-u",
+            "t",
+            "-pt",
+            "-N",
+            "-B",
+            "--connect-timeout=5",
+        ])
+        .args(args)
+        .args(["-e", sql])
+        .output()
+        .expect("mariadb client")
+}
+
+fn ok_text(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The server's view (`Ssl_cipher` of the session) and the client's (`\s`).
+fn ciphers(port: u16, client_ssl: bool) -> Result<(String, String), String> {
+    let flag = if client_ssl { "--ssl" } else { "--skip-ssl" };
+    let o = mariadb(
+        port,
+        &[flag, "--ssl-verify-server-cert=0"],
+        "SHOW SESSION STATUS LIKE 'Ssl_cipher'; \\s",
+    );
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let server = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Ssl_cipher\t"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let client = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("SSL:"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Ok((server, client))
+}
+
+/// The router's 2026 `SSL connection error`. The `mariadb` CLI (Connector/C) shows a
+/// server-sent error with a client-range code as 2027 `Received malformed packet`
+/// when the greeting is MariaDB's (as it is through this router); MySQL's clients show
+/// 2026 and the text.
+fn refused_for_tls(stderr: &str) -> bool {
+    stderr.contains("ERROR 2026 (HY000): SSL connection error")
+        || stderr.contains("ERROR 2027 (HY000): Received malformed packet")
+}
+
+/// Runs the MySQL 9.7 `mysql` CLI (../shared/lab) against 127.0.0.1:port.
+fn mysql97(port: u16, args: &[&str], sql: &str) -> Output {
+    let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/lab/mysql-9.7");
+    Command::new(lab)
+        .args([
+            "client",
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .args([
+            "--protocol=TCP",
+            "-u",
+            "t",
+            "-pt",
+            "-N",
+            "-B",
+            "--connect-timeout=5",
+        ])
+        .args(args)
+        .args(["-e", sql])
+        .output()
+        .expect("../shared/lab/mysql-9.7")
+}
+
+#[test]
+fn every_mode_pair_uses_tls_on_the_hops_it_should() {
+    let srv = tls_server();
+    let modes_c = ["DISABLED", "PREFERRED", "REQUIRED"];
+    let modes_s = ["DISABLED", "PREFERRED", "REQUIRED", "AS_CLIENT"];
+    let mut body = String::new();
+    let mut ports = Vec::new();
+    for c in modes_c {
+        for s in modes_s {
+            let p = free_port();
+            let extra = format!(
+                "{}client_ssl_mode = {c}\nserver_ssl_mode = {s}\n",
+                cert_opts()
+            );
+            body += &route(&format!("{c}_{s}").to_lowercase(), p, &srv.addr(), &extra);
+            ports.push((c, s, p));
+        }
+    }
+    let all: Vec<u16> = ports.iter().map(|x| x.2).collect();
+    let r = Router::start(&body, &all);
+    for (c, s, port) in ports {
+        for client_ssl in [false, true] {
+            let got = ciphers(port, client_ssl);
+            // The client hop: TLS when the client asks and the router offers it.
+            let client_tls = client_ssl && c != "DISABLED";
+            if c == "REQUIRED" && !client_ssl {
+                let e = got.expect_err("REQUIRED refuses a client without TLS");
+                assert!(refused_for_tls(&e), "{c}/{s}: {e}");
+                assert!(r.wait_log(
+                    "refused: SSL is required from client",
+                    Duration::from_secs(5)
+                ));
+                continue;
+            }
+            let server_tls = match s {
+                "DISABLED" => false,
+                "AS_CLIENT" => client_tls,
+                _ => true, // the server has TLS
+            };
+            let (server_view, client_view) =
+                got.unwrap_or_else(|e| panic!("{c}/{s} client_ssl={client_ssl}: {e}"));
+            assert_eq!(
+                !server_view.is_empty(),
+                server_tls,
+                "{c}/{s} client_ssl={client_ssl}: server hop cipher '{server_view}'"
+            );
+            assert_eq!(
+                client_view.contains("Cipher in use"),
+                client_tls,
+                "{c}/{s} client_ssl={client_ssl}: client hop '{client_view}'"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_client_sees_the_servers_greeting_and_auth_verdicts() {
+    let srv = tls_server();
+    let port = free_port();
+    let r = Router::start(
+        &route(
+            "g",
+            port,
+            &srv.addr(),
+            &format!("{}max_connect_errors = 2\n", cert_opts()),
+        ),
+        &[port],
+    );
+    let direct = common::greeting(srv.port).expect("direct greeting");
+    let routed = common::greeting(port).expect("greeting through the router");
+    let version = |g: &[u8]| {
+        let end = g[5..].iter().position(|&b| b == 0).unwrap();
+        String::from_utf8_lossy(&g[5..5 + end]).into_owned()
+    };
+    assert_eq!(version(&routed), version(&direct));
+    assert!(version(&routed).starts_with("5.5.5-10.11"));
+    // Wrong passwords: the server's 1045, unchanged, never counted as handshake errors.
+    for _ in 0..3 {
+        let o = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                "-ut",
+                "-pwrong",
+            ])
+            .args(["--ssl", "--ssl-verify-server-cert=0", "-e", "SELECT 1"])
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.contains("ERROR 1045") && e.contains("Access denied for user 't'"),
+            "{e}"
+        );
+    }
+    let ok = ok_text(&mariadb(
+        port,
+        &["--ssl", "--ssl-verify-server-cert=0"],
+        "SELECT @@port",
+    ));
+    assert_eq!(ok.trim(), srv.port.to_string());
+    assert!(!r.log_text().contains("incrementing error counter"));
+}
+
+#[test]
+fn large_results_and_compression_pass_through_tls() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("big", port, &srv.addr(), &cert_opts()), &[port]);
+    // 3 MB up (in the statement) and 3 MB down, checked by hash on both ends.
+    let payload: String = (0..3_000_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let sql = format!("SELECT MD5('{payload}'), LENGTH('{payload}'), REPEAT('xyz', 1000000)");
+    let file = tmp_dir("bigsql").join("q.sql");
+    std::fs::write(&file, &sql).unwrap();
+    for extra in [
+        &["--ssl"][..],
+        &["--ssl", "--compress"][..],
+        &["--skip-ssl", "--compress"][..],
+    ] {
+        let mut args = extra.to_vec();
+        args.push("--ssl-verify-server-cert=0");
+        args.push("--max-allowed-packet=64M");
+        let o = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                "-ut",
+                "-pt",
+                "-N",
+                "-B",
+            ])
+            .args(&args)
+            .stdin(std::fs::File::open(&file).unwrap())
+            .output()
+            .unwrap();
+        let out = ok_text(&o);
+        let cols: Vec<&str> = out.trim_end().split('\t').collect();
+        let md5 = Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(payload.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let expect = String::from_utf8_lossy(&md5.stdout);
+        assert_eq!(
+            cols[0],
+            &expect[..32],
+            "{extra:?}: upload hashed by the server"
+        );
+        assert_eq!(cols[1], "3000000");
+        assert_eq!(cols[2], "xyz".repeat(1_000_000), "{extra:?}: 3 MB result");
+    }
+}
+
+#[test]
+fn required_modes_refuse_what_they_cannot_have() {
+    let tls = tls_server();
+    let plain = plain_server();
+    let (a, b) = (free_port(), free_port());
+    let body = route(
+        "need_server_tls",
+        a,
+        &plain.addr(),
+        &format!("{}server_ssl_mode = REQUIRED\n", cert_opts()),
+    ) + &route(
+        "need_client_tls",
+        b,
+        &tls.addr(),
+        &format!("{}client_ssl_mode = REQUIRED\n", cert_opts()),
+    );
+    let r = Router::start(&body, &[a, b]);
+    let e = ciphers(a, true).expect_err("no TLS on the server");
+    assert!(refused_for_tls(&e), "{e}");
+    assert!(r.wait_log(
+        "refused: the server does not offer TLS",
+        Duration::from_secs(5)
+    ));
+    let e = ciphers(b, false).expect_err("client without TLS");
+    assert!(refused_for_tls(&e), "{e}");
+    assert!(r.wait_log(
+        "refused: SSL is required from client",
+        Duration::from_secs(5)
+    ));
+    // The 9.7 mysql client shows MySQL Router's error as it is.
+    let o = mysql97(b, &["--ssl-mode=DISABLED"], "SELECT 1");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("ERROR 2026 (HY000): SSL connection error: SSL is required from client"),
+        "{e}"
+    );
+}
+
+#[test]
+fn server_certificates_are_verified_when_asked() {
+    let srv = tls_server();
+    let p = pki();
+    let localhost = format!("localhost:{}", srv.port);
+    let cases = [
+        ("ca_ok", srv.addr(), "VERIFY_CA", "ca.pem", true),
+        ("ca_wrong", srv.addr(), "VERIFY_CA", "other-ca.pem", false),
+        // The certificate names localhost only.
+        (
+            "id_ok",
+            localhost.clone(),
+            "VERIFY_IDENTITY",
+            "ca.pem",
+            true,
+        ),
+        ("id_ip", srv.addr(), "VERIFY_IDENTITY", "ca.pem", false),
+    ];
+    let mut body = String::new();
+    let mut ports = Vec::new();
+    for (name, dest, verify, ca, _) in &cases {
+        let port = free_port();
+        let extra = format!(
+            "{}server_ssl_mode = REQUIRED\nserver_ssl_verify = {verify}\nserver_ssl_ca = {}\n",
+            cert_opts(),
+            p.path(ca)
+        );
+        body += &route(name, port, dest, &extra);
+        ports.push(port);
+    }
+    let r = Router::start(&body, &ports);
+    for ((name, _, _, _, good), port) in cases.iter().zip(ports) {
+        let got = ciphers(port, true);
+        if *good {
+            let (server_view, _) = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!server_view.is_empty(), "{name}");
+        } else {
+            let e = got.expect_err(name);
+            assert!(refused_for_tls(&e), "{name}: {e}");
+            assert!(
+                r.wait_log(
+                    &format!("[routing:{name}] 127.0.0.1"),
+                    Duration::from_secs(5)
+                ) && r.log_text().contains("TLS to the server failed"),
+                "{name}: {}",
+                r.log_text()
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_tls_options_exit_1_with_the_option_named() {
+    let p = pki();
+    let run = |extra: &str| {
+        let dir = tmp_dir("badtls");
+        let conf = dir.join("r.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[DEFAULT]\nlogging_folder =\n{}",
+                route("r", free_port(), "127.0.0.1:3306", extra)
+            ),
+        )
+        .unwrap();
+        let o = Command::new(common::router_bin())
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let key = p.path("server-key.pem");
+    let cert = p.path("server-cert.pem");
+    let cases = [
+        (
+            format!("client_ssl_cert = /nonexistent.pem\nclient_ssl_key = {key}\n"),
+            "Error: routing:r: loading client_ssl_cert '/nonexistent.pem' and client_ssl_key".to_string(),
+        ),
+        (
+            format!("client_ssl_cert = {key}\nclient_ssl_key = {key}\n"),
+            format!("loading client_ssl_cert '{key}' and client_ssl_key '{key}' failed"),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nclient_ssl_cipher = BOGUS\n"),
+            "Error: routing:r: setting client_ssl_cipher=BOGUS failed: no cipher match".into(),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nclient_ssl_curves = bogus\n"),
+            "setting client_ssl_curves=bogus failed".into(),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nserver_ssl_verify = VERIFY_CA\nserver_ssl_ca = /nonexistent\n"),
+            "setting server_ssl_ca=/nonexistent and server_ssl_capath= failed".into(),
+        ),
+        (
+            "client_ssl_mode = REQUIRED\n".into(),
+            "Error: Configuration error: client_ssl_cert must be set, if client_ssl_mode is 'REQUIRED'.".into(),
+        ),
+        (
+            format!("client_ssl_cert = {cert}\nclient_ssl_key = {key}\nserver_ssl_verify = VERIFY_IDENTITY\n"),
+            "server_ssl_ca or server_ssl_capath must be set, if server_ssl_verify is 'VERIFY_IDENTITY'.".into(),
+        ),
+    ];
+    for (extra, want) in cases {
+        let (code, err) = run(&extra);
+        assert_eq!(code, Some(1), "{extra}: {err}");
+        assert!(err.contains(&want), "{extra}\nwant: {want}\ngot: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn many_concurrent_tls_clients() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("many", port, &srv.addr(), &cert_opts()), &[port]);
+    common::raise_fd_limit();
+    let n = 1000;
+    let rt = common::rt();
+    let results: Vec<Result<u16, String>> = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            set.spawn(async move {
+                use mysql_async::prelude::Queryable;
+                let opts: mysql_async::Opts =
+                    mysql_async::OptsBuilder::from_opts(common::opts(port))
+                        .ssl_opts(Some(
+                            mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+                        ))
+                        .into();
+                let work = async {
+                    let mut c = mysql_async::Conn::new(opts).await?;
+                    let p: Option<u16> = c.query_first("SELECT @@port").await?;
+                    let cipher: Option<(String, String)> = c
+                        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                        .await?;
+                    c.disconnect().await?;
+                    Ok::<_, mysql_async::Error>((p.unwrap_or(0), cipher))
+                };
+                match tokio::time::timeout(Duration::from_secs(60), work).await {
+                    Ok(Ok((p, Some((_, c))))) if !c.is_empty() => Ok(p),
+                    Ok(Ok(other)) => Err(format!("no TLS to the server: {other:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timeout".into()),
+                }
+            });
+        }
+        let mut v = Vec::new();
+        while let Some(r) = set.join_next().await {
+            v.push(r.unwrap_or_else(|e| Err(e.to_string())));
+        }
+        v
+    });
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).take(5).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed, e.g. {failed:?}",
+        results.iter().filter(|r| r.is_err()).count()
+    );
+    assert!(results.iter().all(|r| r.as_ref().ok() == Some(&srv.port)));
+}
+
+// --- MySQL 9.7: caching_sha2_password through a terminating router ------------------
+
+use common::mysql97;
+
+fn mysql97_routes() -> (Router, u16, u16, u16) {
+    let srv = mysql97::shared();
+    let (plain_hop, tls_hops, off) = (free_port(), free_port(), free_port());
+    let body = route(
+        "plain_hop",
+        plain_hop,
+        &srv.addr(),
+        &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
+    ) + &route("tls_hops", tls_hops, &srv.addr(), &cert_opts())
+        + &route(
+            "off",
+            off,
+            &srv.addr(),
+            "client_ssl_mode = DISABLED\nserver_ssl_mode = DISABLED\n",
+        );
+    (
+        Router::start(&body, &[plain_hop, tls_hops, off]),
+        plain_hop,
+        tls_hops,
+        off,
+    )
+}
+
+fn flush_auth_cache() {
+    mysql97::shared().admin("FLUSH PRIVILEGES");
+}
+
+#[test]
+fn caching_sha2_full_and_fast_authentication_in_every_hop_combination() {
+    let (_r, plain_hop, tls_hops, off) = mysql97_routes();
+    let q = "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_cipher'";
+    // TLS client, plain server hop: the client sends its password in clear to the
+    // router, which must send it RSA-encrypted with the server's key (Oracle: 1045).
+    for (port, server_tls) in [(plain_hop, false), (tls_hops, true)] {
+        flush_auth_cache();
+        for round in ["full", "fast"] {
+            let out = mysql97::cli_result(&mysql97::cli(port, &["--ssl-mode=REQUIRED"], q))
+                .unwrap_or_else(|e| panic!("{round} auth via {port}: {e}"));
+            assert!(out.contains("sha2@%"), "{out}");
+            let cipher = out
+                .lines()
+                .find_map(|l| l.strip_prefix("Ssl_cipher\t"))
+                .unwrap_or("");
+            assert_eq!(!cipher.is_empty(), server_tls, "{round} via {port}: {out}");
+        }
+    }
+    // Plain both ways: full authentication with the server's RSA key, asked for by
+    // the client; without it the server's own refusal (2061) reaches the client.
+    flush_auth_cache();
+    let e = mysql97::cli_result(&mysql97::cli(off, &["--ssl-mode=DISABLED"], "SELECT 1"))
+        .expect_err("full auth without TLS or key");
+    assert!(e.contains("ERROR 2061"), "{e}");
+    let ok = mysql97::cli_result(&mysql97::cli(
+        off,
+        &["--ssl-mode=DISABLED", "--get-server-public-key"],
+        "SELECT 7",
+    ));
+    assert_eq!(ok.map(|s| s.trim().to_string()), Ok("7".to_string()));
+    // Wrong password: the server's 1045, unchanged.
+    let o = mysql97::client(&[
+        "-h127.0.0.1",
+        &format!("-P{tls_hops}"),
+        "-usha2",
+        "-pwrong",
+        "--ssl-mode=REQUIRED",
+        "-e",
+        "SELECT 1",
+    ]);
+    let e = mysql97::cli_result(&o).expect_err("wrong password");
+    assert!(
+        e.contains("ERROR 1045 (28000): Access denied for user 'sha2'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn compression_works_while_the_router_terminates_tls() {
+    let (_r, plain_hop, tls_hops, _) = mysql97_routes();
+    for port in [plain_hop, tls_hops] {
+        for algo in ["zlib", "zstd"] {
+            let out = mysql97::cli_result(&mysql97::cli(
+                port,
+                &[
+                    "--ssl-mode=REQUIRED",
+                    &format!("--compression-algorithms={algo}"),
+                ],
+                "SELECT REPEAT('abc', 350000); SHOW SESSION STATUS LIKE 'Compression_algorithm'",
+            ))
+            .unwrap_or_else(|e| panic!("{algo} via {port}: {e}"));
+            assert_eq!(out.lines().next(), Some("abc".repeat(350_000).as_str()));
+            assert!(
+                out.contains(&format!("Compression_algorithm\t{algo}")),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn prepared_statements_and_rows_over_16_mib_through_tls() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("ps", port, &srv.addr(), &cert_opts()), &[port]);
+    common::rt().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(common::opts(port))
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+            ))
+            .max_allowed_packet(Some(64 << 20))
+            .into();
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let stmt = c.prep("SELECT ?, REPEAT(?, ?)").await.unwrap();
+        let row: Option<(i64, Vec<u8>)> = c.exec_first(&stmt, (5, "q", 17_000_000)).await.unwrap();
+        let (n, big) = row.unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(big.len(), 17_000_000);
+        assert!(big.iter().all(|&b| b == b'q'));
+        // And up: a 17 MB parameter hashed by the server.
+        let up = vec![b'u'; 17_000_000];
+        let len: Option<i64> = c.exec_first("SELECT LENGTH(?)", (up,)).await.unwrap();
+        assert_eq!(len, Some(17_000_000));
+        c.disconnect().await.unwrap();
+    });
+}
+
+// --- bad input on a terminating route, other clients and auth methods ---------------
+
+/// Connects, reads the greeting, sends `bytes`, returns what came back (bounded).
+fn raw(port: u16, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hdr = [0u8; 4];
+    s.read_exact(&mut hdr).unwrap();
+    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
+    let mut g = vec![0u8; len];
+    s.read_exact(&mut g).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn bad_handshakes_get_1043_are_counted_and_harm_no_one() {
+    let srv = tls_server();
+    let port = free_port();
+    let r = Router::start(
+        &route(
+            "bad",
+            port,
+            &srv.addr(),
+            &format!("{}max_connect_errors = 4\n", cert_opts()),
+        ),
+        &[port],
+    );
+    // MySQL Router's answer: sequence id 2, 1043, no SQL state.
+    let bad_handshake = [&[16u8, 0, 0, 2, 0xff, 0x13, 0x04][..], b"Bad handshake"].concat();
+    // Garbage where the response belongs.
+    let got = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(got, bad_handshake);
+    // A response with the wrong sequence id; a length that claims 16 MiB.
+    let mut wrong_seq = vec![32, 0, 0, 5];
+    wrong_seq.extend([0x00, 0x82, 0x08, 0x00]);
+    wrong_seq.resize(36, 0);
+    assert_eq!(raw(port, &wrong_seq), bad_handshake);
+    assert_eq!(raw(port, &[0xff, 0xff, 0xff, 1, 0, 0]), bad_handshake);
+    // An SSLRequest followed by bytes that are not TLS.
+    let mut ssl_req = vec![32, 0, 0, 1];
+    ssl_req.extend(0x0000_8a00u32.to_le_bytes()); // PROTOCOL_41 | SSL | SECURE_CONNECTION
+    ssl_req.resize(36, 0);
+    ssl_req.extend(b"\x16\x03\x01\x00\x05not tls at all");
+    let _ = raw(port, &ssl_req);
+    assert!(
+        r.wait_log("(now 4)", Duration::from_secs(5)),
+        "{}",
+        r.log_text()
+    );
+    // The host is blocked now; a good client is refused with 1129 ...
+    let e = ciphers(port, true).expect_err("blocked");
+    assert!(
+        e.contains("1129") || e.contains("Too many connection errors"),
+        "{e}"
+    );
+    // ... and a fresh route on the same server serves at once (nothing else was hurt).
+    let other = free_port();
+    let _r2 = Router::start(&route("good", other, &srv.addr(), &cert_opts()), &[other]);
+    assert!(ciphers(other, true).is_ok());
+}
+
+#[test]
+fn python_clients_over_terminated_tls() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("py", port, &srv.addr(), &cert_opts()), &[port]);
+    let script = format!(
+        r#"
+import ssl, pymysql, mysql.connector
+c = pymysql.connect(host="127.0.0.1", port={port}, user="t", password="t",
+                    ssl={{"check_hostname": False, "verify_mode": ssl.CERT_NONE}})
+cur = c.cursor()
+cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+print("pymysql", cur.fetchone()[1] != "", c.get_server_info())
+c.close()
+c = mysql.connector.connect(host="127.0.0.1", port={port}, user="t", password="t",
+                            ssl_verify_cert=False, use_pure=True)
+cur = c.cursor()
+cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+print("connector", cur.fetchone()[1] != "", c.get_server_info())
+cur.execute("SELECT REPEAT('p', 100000)")
+print("rows", len(cur.fetchone()[0]))
+c.close()
+"#
+    );
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    let out = ok_text(&o);
+    assert!(
+        out.contains("pymysql True 5.5.5-10.11") || out.contains("pymysql True 10.11"),
+        "{out}"
+    );
+    assert!(out.contains("connector True"), "{out}");
+    assert!(out.contains("rows 100000"), "{out}");
+}
+
+#[test]
+fn auth_switch_ed25519_and_empty_passwords_pass_through() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(&route("auth", port, &srv.addr(), &cert_opts()), &[port]);
+    let root = |sql: &str| {
+        let o = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-S",
+                srv.socket.to_str().unwrap(),
+                "-uroot",
+                "-e",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    root("INSTALL SONAME 'auth_ed25519'");
+    root("CREATE OR REPLACE USER ed@'%' IDENTIFIED VIA ed25519 USING PASSWORD('edpw'); CREATE OR REPLACE USER nopw@'%' IDENTIFIED BY ''");
+    for (user, pw) in [("ed", "edpw"), ("nopw", "")] {
+        for ssl in ["--ssl", "--skip-ssl"] {
+            let o = Command::new("mariadb")
+                .args([
+                    "--no-defaults",
+                    "-h127.0.0.1",
+                    &format!("-P{port}"),
+                    &format!("-u{user}"),
+                ])
+                .arg(format!("-p{pw}"))
+                .args([
+                    ssl,
+                    "--ssl-verify-server-cert=0",
+                    "-N",
+                    "-B",
+                    "-e",
+                    "SELECT CURRENT_USER()",
+                ])
+                .output()
+                .unwrap();
+            let out = ok_text(&o);
+            assert_eq!(out.trim(), format!("{user}@%"), "{user} {ssl}");
+        }
+    }
+    // The mariadb CLI starts with mysql_native_password; MySQL 9.7's sha2 account
+    // makes the server switch it to caching_sha2_password (an auth switch through
+    // the router), full authentication over TLS.
+    let m = mysql97::shared();
+    let p97 = free_port();
+    let _r97 = Router::start(&route("sw", p97, &m.addr(), &cert_opts()), &[p97]);
+    flush_auth_cache();
+    let o = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{p97}"),
+            "-usha2",
+            "-psha2pw",
+        ])
+        .args([
+            "--ssl",
+            "--ssl-verify-server-cert=0",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT CURRENT_USER()",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ok_text(&o).trim(), "sha2@%");
+}
