@@ -16,7 +16,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # MySQL connectors below) for the MySQL 9.7 tests.
 need=()
 for p in mariadb-server mariadb-client groff-base lintian rpm adduser python3 openssl \
-         systemd-container mmdebstrap python3-pymysql python3-pip; do
+         systemd-container mmdebstrap python3-pymysql python3-pip curl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -253,6 +253,22 @@ async fn serve(
         };
         routes.push(Route::new(r.clone(), shared.clone(), tls));
     }
+    // The HTTP server first, as MySQL Router initialises its http plugins before the
+    // routes start; its errors (password file, certificate, port) end start-up.
+    let http = match &config.http {
+        None => None,
+        Some(h) => {
+            let view = Arc::new(crate::routing::view::View {
+                routes: routes.clone(),
+                shared: shared.clone(),
+                started: std::time::SystemTime::now(),
+            });
+            match crate::http::start(h, view, router_info()) {
+                Ok(s) => Some(s),
+                Err(e) => return (fail(e.to_string()), "error".into()),
+            }
+        }
+    };
     // Workers first (they wait for the routes' sockets), as MySQL Router starts its io
     // threads before the routes.
     let (exit_tx, exit_rx) = watch::channel(false);
@@ -324,7 +340,24 @@ async fn serve(
     drain(&shared, config.default.shutdown_timeout, close_tx).await;
     let _ = exit_tx.send(true);
     join_workers(workers).await;
+    if let Some(h) = http {
+        let _ = tokio::task::spawn_blocking(move || h.stop()).await;
+    }
     (code, reason)
+}
+
+/// `/router/status`: who we are.
+fn router_info() -> crate::http::RouterInfo {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    crate::http::RouterInfo {
+        process_id: std::process::id(),
+        product_edition: crate::PROJECT_NAME.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        hostname,
+        started_us: crate::stats::now_us(),
+    }
 }
 
 /// SIGUSR1: forget the handshake errors of every route, logging each unblocked host.

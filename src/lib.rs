@@ -9,14 +9,17 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod monitor;
+pub mod passwd_cli;
 pub mod process;
 pub mod protocol;
 pub mod quarantine;
 pub mod relay;
 pub mod routing;
 pub mod session;
+pub mod stats;
 
 /// Shown in `--version` in place of Oracle's build comment.
 pub const PROJECT_NAME: &str = "mysqlrouter-rs";

@@ -33,6 +33,8 @@ struct Entry {
 pub struct QuarantineBook {
     threshold: u32,
     entries: HashMap<String, Entry>,
+    /// How often each destination entered quarantine (for metrics).
+    entered: HashMap<String, u64>,
 }
 
 impl QuarantineBook {
@@ -40,6 +42,7 @@ impl QuarantineBook {
         QuarantineBook {
             threshold: threshold.max(1),
             entries: HashMap::new(),
+            entered: HashMap::new(),
         }
     }
 
@@ -52,6 +55,7 @@ impl QuarantineBook {
         e.errors = e.errors.saturating_add(1);
         if e.errors >= self.threshold {
             e.since = Some(now);
+            *self.entered.entry(key.to_string()).or_insert(0) += 1;
             Transition::Entered
         } else {
             Transition::Unchanged
@@ -68,6 +72,11 @@ impl QuarantineBook {
 
     pub fn is_quarantined(&self, key: &str) -> bool {
         self.entries.get(key).is_some_and(|e| e.since.is_some())
+    }
+
+    /// How many times `key` entered quarantine since start.
+    pub fn times_entered(&self, key: &str) -> u64 {
+        self.entered.get(key).copied().unwrap_or(0)
     }
 
     pub fn quarantined(&self) -> Vec<String> {
@@ -128,6 +137,15 @@ impl Quarantine {
 
     pub fn is_quarantined(&self, key: &str) -> bool {
         self.with_book(|b| b.is_quarantined(key))
+    }
+
+    /// (quarantined now, times entered) of each key, under one lock.
+    pub fn states(&self, keys: &[String]) -> Vec<(bool, u64)> {
+        self.with_book(|b| {
+            keys.iter()
+                .map(|k| (b.is_quarantined(k), b.times_entered(k)))
+                .collect()
+        })
     }
 
     pub fn all_quarantined(&self, keys: &[String]) -> bool {

@@ -17,6 +17,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
 
@@ -30,6 +31,37 @@ pub struct Counts {
     pub up: u64,
     /// server → client
     pub down: u64,
+}
+
+/// Bytes moved in one direction and when the last ones moved, readable from other
+/// threads while the relay runs (`/connections`). One writer per tally (its pump), so
+/// an update is two relaxed stores on the connection's own record, no read-modify-write.
+#[derive(Debug, Default)]
+pub struct Tally {
+    bytes: AtomicU64,
+    /// Microseconds since the Unix epoch of the last bytes (0: none yet).
+    last_us: AtomicU64,
+}
+
+impl Tally {
+    pub fn add(&self, n: u64, now_us: u64) {
+        self.bytes
+            .store(self.bytes.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        self.last_us.store(now_us, Ordering::Relaxed);
+    }
+
+    /// Adds bytes just moved, stamped with the wall clock.
+    pub fn moved(&self, n: usize) {
+        self.add(n as u64, crate::stats::now_us());
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn last_us(&self) -> u64 {
+        self.last_us.load(Ordering::Relaxed)
+    }
 }
 
 /// A connected stream the relay can drive without owning a buffer.
@@ -180,7 +212,7 @@ async fn splice_pump<F: Stream, T: Stream>(
     from: &F,
     to: &T,
     pipe: Pipe,
-    total: &mut u64,
+    total: &Tally,
 ) -> io::Result<()> {
     loop {
         let r = from.try_io(Interest::READABLE, || {
@@ -199,7 +231,7 @@ async fn splice_pump<F: Stream, T: Stream>(
             }
             Err(e) => return Err(e),
         };
-        *total += buffered as u64;
+        total.moved(buffered);
         while buffered > 0 {
             let w = to.try_io(Interest::WRITABLE, || {
                 splice(&pipe.r, None, to.as_fd(), None, buffered, splice_flags())
@@ -221,12 +253,12 @@ pub async fn pump<F: Stream, T: Stream>(
     from: &F,
     to: &T,
     size: usize,
-    total: &mut u64,
+    total: &Tally,
 ) -> io::Result<()> {
     loop {
         match step(from, to, size)? {
             Step::Done(n) => {
-                *total += n as u64;
+                total.moved(n);
                 if n == size {
                     if let Some(pipe) = Pipe::new() {
                         return splice_pump(from, to, pipe, total).await;
@@ -234,7 +266,7 @@ pub async fn pump<F: Stream, T: Stream>(
                 }
             }
             Step::Partial(n, rest) => {
-                *total += n as u64;
+                total.moved(n);
                 write_all(to, &rest).await?;
             }
             Step::Eof => {
@@ -257,11 +289,12 @@ pub async fn relay<C: Stream, S: Stream>(
     client: &C,
     server: &S,
     size: usize,
-) -> io::Result<Counts> {
-    let (mut up, mut down) = (0u64, 0u64);
-    let result = {
-        let up_pump = pump(client, server, size, &mut up);
-        let down_pump = pump(server, client, size, &mut down);
+    up: &Tally,
+    down: &Tally,
+) -> io::Result<()> {
+    {
+        let up_pump = pump(client, server, size, up);
+        let down_pump = pump(server, client, size, down);
         tokio::pin!(up_pump, down_pump);
         let mut up_done = false;
         loop {
@@ -273,8 +306,7 @@ pub async fn relay<C: Stream, S: Stream>(
                 r = &mut down_pump => break r,
             }
         }
-    };
-    result.map(|()| Counts { up, down })
+    }
 }
 
 /// Writes all of `data` to `to` (used by the handshake phase).
@@ -325,7 +357,14 @@ mod tests {
         // client_app <-> (c_side | relay | s_side) <-> server_app
         let (mut client_app, c_side) = pair().await;
         let (s_side, mut server_app) = pair().await;
-        let relay = tokio::spawn(async move { relay(&c_side, &s_side, 1024).await });
+        let relay = tokio::spawn(async move {
+            let (up, down) = (Tally::default(), Tally::default());
+            relay(&c_side, &s_side, 1024, &up, &down).await?;
+            io::Result::Ok(Counts {
+                up: up.bytes(),
+                down: down.bytes(),
+            })
+        });
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let big2 = big.clone();
         let writer = tokio::spawn(async move {
@@ -358,7 +397,14 @@ mod tests {
     async fn server_close_ends_the_relay_even_if_the_client_stays() {
         let (mut client_app, c_side) = pair().await;
         let (s_side, mut server_app) = pair().await;
-        let relay = tokio::spawn(async move { relay(&c_side, &s_side, 1024).await });
+        let relay = tokio::spawn(async move {
+            let (up, down) = (Tally::default(), Tally::default());
+            relay(&c_side, &s_side, 1024, &up, &down).await?;
+            io::Result::Ok(Counts {
+                up: up.bytes(),
+                down: down.bytes(),
+            })
+        });
         server_app.write_all(b"bye").await.unwrap(); // ok: test code
         drop(server_app);
         let counts = tokio::time::timeout(std::time::Duration::from_secs(2), relay)

@@ -6,6 +6,7 @@
 
 pub mod addr;
 pub mod files;
+pub mod http;
 pub mod ini;
 pub mod logger;
 pub mod monitor;
@@ -20,6 +21,7 @@ use thiserror::Error;
 
 use crate::cli::Override;
 use crate::logging::Level;
+pub use http::HttpConfig;
 pub use logger::{LoggerConfig, SinkConfig, SinkKind};
 pub use monitor::{MonitorConfig, MonitorSsl};
 pub use route::{Destination, Protocol, RoleOptions, RouteConfig, RouteRole, Strategy};
@@ -111,6 +113,8 @@ pub struct Config {
     pub destination_status: DestinationStatusConfig,
     /// `[io] threads`: I/O worker threads, 0 = one per CPU.
     pub io_threads: usize,
+    /// The monitoring HTTP server, if any of its sections is configured.
+    pub http: Option<HttpConfig>,
     /// `[monitor]`: the role monitor, when configured.
     pub monitor: Option<MonitorConfig>,
     pub notices: Vec<Notice>,
@@ -125,28 +129,8 @@ const ACCEPTED: &[(&str, &[&str])] = &[
         "connection_pool",
         &["max_idle_server_connections", "idle_timeout"],
     ),
-    (
-        "http_server",
-        &[
-            "port",
-            "bind_address",
-            "ssl",
-            "ssl_cert",
-            "ssl_key",
-            "ssl_cipher",
-            "ssl_dh_param",
-            "ssl_curves",
-            "static_folder",
-            "require_realm",
-        ],
-    ),
-    ("rest_api", &["require_realm"]),
-    ("rest_routing", &["require_realm"]),
-    ("rest_router", &["require_realm"]),
     ("rest_connection_pool", &["require_realm"]),
     ("rest_metadata_cache", &["require_realm"]),
-    ("http_auth_realm", &["backend", "method", "name", "require"]),
-    ("http_auth_backend", &["backend", "filename"]),
 ];
 
 const DEFAULT_KNOWN: &[&str] = &[
@@ -362,7 +346,11 @@ fn known_options(name: &str) -> Option<&'static [&'static str]> {
         "syslog" => Some(&["level", "timestamp_precision", "identity"]),
         "destination_status" => Some(&["error_quarantine_threshold", "error_quarantine_interval"]),
         "monitor" => Some(monitor::KNOWN_OPTIONS),
-        _ => ACCEPTED.iter().find(|(n, _)| *n == name).map(|(_, o)| *o),
+        _ => ACCEPTED
+            .iter()
+            .chain(http::KNOWN)
+            .find(|(n, _)| *n == name)
+            .map(|(_, o)| *o),
     }
 }
 
@@ -442,6 +430,8 @@ pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, Config
         None => 0,
     };
 
+    let http = http::validate(store)?;
+
     for s in &store.sections {
         if s.name != "io" && ACCEPTED.iter().any(|(n, _)| *n == s.name) {
             notices.push(Notice {
@@ -492,6 +482,7 @@ pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, Config
         routes,
         destination_status,
         io_threads,
+        http,
         monitor,
         notices,
     })

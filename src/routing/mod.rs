@@ -17,6 +17,7 @@ pub mod policy;
 mod roles;
 mod session;
 mod terminated;
+pub mod view;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -32,6 +33,7 @@ use crate::config::{RouteConfig, Strategy};
 use crate::monitor::Monitor;
 use crate::protocol::errors;
 use crate::quarantine::Quarantine;
+use crate::stats::{self, Connections, DestStats, Refused, RouteStats};
 use admission::{Admission, Refusal};
 use policy::Policy;
 use session::refuse;
@@ -66,6 +68,10 @@ pub struct Route {
     shared: Arc<Shared>,
     /// TLS contexts when the route terminates TLS (`client_ssl_mode` not PASSTHROUGH).
     tls: Option<Arc<crate::session::tls::Contexts>>,
+    /// Counters for monitoring (relaxed atomics, bumped once per connection).
+    stats: RouteStats,
+    dest_stats: Vec<DestStats>,
+    connections: Connections,
 }
 
 /// The bound listening sockets of one route (non-blocking).
@@ -91,11 +97,50 @@ impl Route {
             policy: Policy::new(cfg.strategy, keys.len()),
             active: keys.iter().map(|_| AtomicU64::new(0)).collect(),
             kick: keys.iter().map(|_| watch::channel(0).0).collect(),
+            dest_stats: keys.iter().map(|_| DestStats::default()).collect(),
             keys,
             shared,
             cfg,
             tls,
+            stats: RouteStats::default(),
+            connections: Connections::default(),
         })
+    }
+
+    /// A copy of the route's state for monitoring; with its live connections if asked.
+    pub fn snapshot(&self, with_connections: bool) -> stats::RouteSnapshot {
+        let mut counters = self.stats.values();
+        (counters.bytes_up, counters.bytes_down) = self.connections.bytes();
+        let states = self.shared.quarantine.states(&self.keys);
+        let destinations = self
+            .cfg
+            .destinations
+            .iter()
+            .zip(states)
+            .zip(&self.dest_stats)
+            .map(|((d, (quarantined, entries)), ds)| stats::DestSnapshot {
+                host: d.host.clone(),
+                port: d.port,
+                quarantined,
+                quarantine_entries: entries,
+                switches_to: ds.switches_to.load(std::sync::atomic::Ordering::Relaxed),
+                connect_latency: ds.latency(),
+                role: None,
+            })
+            .collect();
+        stats::RouteSnapshot {
+            config: self.cfg.clone(),
+            accepting: self.listening.borrow().is_some(),
+            active: self.admission.active(),
+            counters,
+            blocked_hosts: self.admission.blocked_hosts(),
+            destinations,
+            connections: if with_connections {
+                self.connections.snapshot()
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     fn endpoints(&self) -> Vec<String> {
@@ -300,6 +345,10 @@ impl Route {
         self.admission
             .admit(&self.shared.total, self.shared.max_total)
             .map_err(|refusal| {
+                self.stats.refused(match refusal {
+                    Refusal::Route { .. } => Refused::Limit,
+                    Refusal::Total { .. } => Refused::TotalLimit,
+                });
                 match refusal {
                     Refusal::Route { active, max } => tracing::warn!(
                         target: "routing",
@@ -332,15 +381,19 @@ impl Route {
                 "HY000",
                 &format!("Too many connection errors from {peer}"),
             );
+            self.stats.refused(Refused::BlockedHost);
             return refuse(client, &frame).await;
         }
         let permit = match self.admit() {
             Ok(p) => p,
             Err(frame) => return refuse(client, &frame).await,
         };
+        self.stats.admitted();
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connection accepted at {}", self.endpoints().join(", "));
 
+        let started = stats::now_us();
         let Some((server, idx)) = self.connect(fd, &peer).await else {
+            self.stats.refused(Refused::NoDestination);
             let frame = errors::accept_error(
                 self.cfg.protocol,
                 errors::CR_CONN_HOST_ERROR,
@@ -362,16 +415,28 @@ impl Route {
         let _on_dest = ActiveGuard::new(&self.active[idx]);
         // Role routes: the session ends when its destination stops serving the role.
         let mut kicked = self.cfg.roles.as_ref().map(|_| self.kick[idx].subscribe());
+        let reg = self
+            .connections
+            .register(peer.clone(), addr.clone(), started);
+        let live = &reg.live;
 
         let mut close_all = self.shared.close_all.clone();
         let tls = self.tls.clone();
         let serve = async {
             match tls {
                 Some(tls) => {
+                    // The terminating path counts its bytes itself; they reach the
+                    // connection's record when it ends.
+                    live.connected(stats::now_us());
                     self.serve_terminated(client, server, addr, &peer, ip, &tls)
                         .await
+                        .map(|c| {
+                            let now = stats::now_us();
+                            live.up.add(c.up, now);
+                            live.down.add(c.down, now);
+                        })
                 }
-                None => self.serve_client(&client, &server, &peer, ip).await,
+                None => self.serve_client(&client, &server, &peer, ip, live).await,
             }
         };
         let result = tokio::select! {
@@ -387,12 +452,12 @@ impl Route {
                 return;
             }
         };
+        let (up, down) = (live.up.bytes(), live.down.bytes());
+        drop(reg);
         match result {
-            Some(Ok(c)) => tracing::debug!(
+            Some(Ok(())) => tracing::debug!(
                 target: "routing",
-                "[{sec}] fd={fd} {peer} -> {addr}: connection closed (up: {}b; down: {}b)",
-                c.up,
-                c.down
+                "[{sec}] fd={fd} {peer} -> {addr}: connection closed (up: {up}b; down: {down}b)"
             ),
             Some(Err(e)) => tracing::debug!(
                 target: "routing",
@@ -429,10 +494,13 @@ impl Route {
                 attempts.push(format!("connect(/* {key} */): is quarantined"));
                 continue;
             }
+            let t = std::time::Instant::now();
             match connect::connect(&self.cfg.destinations[idx], self.cfg.connect_timeout).await {
                 Ok(s) => {
+                    self.dest_stats[idx].connected(t.elapsed());
                     q.report_success(key);
                     if let Some(sw) = self.policy.connected(&plan, idx) {
+                        self.dest_stats[sw.to].switched_to();
                         tracing::warn!(
                             target: "routing",
                             "[{sec}] switched destination from '{}' to '{}'",

@@ -11,41 +11,48 @@ use super::Route;
 use crate::config::Protocol;
 use crate::protocol::errors;
 use crate::protocol::handshake::{Tracker, Verdict};
-use crate::relay::{self, Counts, Stream};
+use crate::relay::{self, Stream};
+use crate::stats::Live;
 
 impl Route {
-    /// Handshake (watched, counted) then plain relay; returns the bytes moved, also
-    /// when the handshake failed (which has been logged and counted here).
+    /// Handshake (watched, counted) then plain relay; the bytes moved are on `live`,
+    /// also when the handshake failed (which has been logged and counted here).
     pub(super) async fn serve_client<C, S>(
         &self,
         client: &C,
         server: &S,
         peer: &str,
         ip: Option<IpAddr>,
-    ) -> std::io::Result<Counts>
+        live: &Live,
+    ) -> std::io::Result<()>
     where
         C: Stream,
         S: Stream,
     {
         let sec = &self.cfg.section;
         let mut tracker = Tracker::new(self.cfg.protocol);
-        let mut counts = Counts::default();
         let outcome = tokio::time::timeout(
             self.cfg.client_connect_timeout,
-            watch_handshake(client, server, &mut tracker, &mut counts),
+            watch_handshake(client, server, &mut tracker, live),
         )
         .await;
         let failure = match outcome {
             Ok(Ok(HandshakeEnd::Complete)) => {
+                // MySQL Router's timeConnectedToServer: the session is established.
+                live.connected(crate::stats::now_us());
                 if let Some(ip) = ip {
                     self.admission.reset(ip);
                 }
-                let rest = relay::relay(client, server, self.cfg.net_buffer_length).await?;
-                counts.up += rest.up;
-                counts.down += rest.down;
-                return Ok(counts);
+                return relay::relay(
+                    client,
+                    server,
+                    self.cfg.net_buffer_length,
+                    &live.up,
+                    &live.down,
+                )
+                .await;
             }
-            Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(counts),
+            Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(()),
             Ok(Ok(HandshakeEnd::Bad)) => {
                 // Classic: what MySQL Router sends (sequence id 2, no SQL state).
                 let frame = match self.cfg.protocol {
@@ -87,7 +94,7 @@ impl Route {
         if failure {
             self.count_failure(ip, peer);
         }
-        Ok(counts)
+        Ok(())
     }
 
     /// Logs a client that did not finish its handshake within `client_connect_timeout`;
@@ -102,8 +109,10 @@ impl Route {
         true
     }
 
-    /// Counts a failed handshake against the client's host (unix clients have none).
+    /// Counts a failed handshake: in the route's statistics, and against the client's
+    /// host (unix clients have none).
     pub(super) fn count_failure(&self, ip: Option<IpAddr>, peer: &str) {
+        self.stats.handshake_failed();
         if let Some(ip) = ip {
             self.count_error(ip, peer);
         }
@@ -131,7 +140,7 @@ async fn watch_handshake<C, S>(
     client: &C,
     server: &S,
     tracker: &mut Tracker,
-    counts: &mut Counts,
+    live: &Live,
 ) -> std::io::Result<HandshakeEnd>
 where
     C: Stream,
@@ -153,7 +162,7 @@ where
                     return Ok(HandshakeEnd::Bad);
                 }
                 send(server, &cbuf[..n]).await?;
-                counts.up += n as u64;
+                live.up.moved(n);
                 if v == Verdict::Complete {
                     return Ok(HandshakeEnd::Complete);
                 }
@@ -165,7 +174,7 @@ where
                 }
                 let v = tracker.on_server(&sbuf[..n]);
                 send(client, &sbuf[..n]).await?;
-                counts.down += n as u64;
+                live.down.moved(n);
                 if v == Verdict::Complete {
                     return Ok(HandshakeEnd::Complete);
                 }

@@ -537,3 +537,4 @@ pub fn raw_exchange(port: u16, send: &[u8], max: Duration) -> Vec<u8> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+pub mod http;
