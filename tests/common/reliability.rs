@@ -138,3 +138,56 @@ pub fn settle(pid: i32, idle: Footprint, rss_slack_kb: u64, max: Duration) -> Fo
 pub fn long_run() -> bool {
     std::env::var("RELIABILITY_LONG").is_ok_and(|v| v == "1")
 }
+
+/// A raw classic-protocol session: connects to `port`, logs in as the harness's user
+/// with mysql_native_password (MariaDB's default), and returns the socket after the
+/// server's OK, ready for hand-made packets.
+pub fn raw_login(port: u16) -> std::io::Result<std::net::TcpStream> {
+    use sha1::{Digest, Sha1};
+    use std::io::{Error, ErrorKind, Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_nodelay(true)?;
+    let read_packet = |s: &mut std::net::TcpStream| -> std::io::Result<Vec<u8>> {
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h)?;
+        let mut p = vec![0u8; u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize];
+        s.read_exact(&mut p)?;
+        Ok(p)
+    };
+    let g = read_packet(&mut s)?;
+    let bad = || Error::new(ErrorKind::InvalidData, "unexpected greeting");
+    if g.first() != Some(&10) {
+        return Err(bad());
+    }
+    let o = 1 + g[1..].iter().position(|&b| b == 0).ok_or_else(bad)? + 1 + 4;
+    let mut nonce = g.get(o..o + 8).ok_or_else(bad)?.to_vec();
+    let o2 = o + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10;
+    nonce.extend_from_slice(g.get(o2..o2 + 12).ok_or_else(bad)?);
+    let h1 = Sha1::digest(super::PASS.as_bytes());
+    let h2 = Sha1::digest(h1);
+    let mut h3 = Sha1::new();
+    h3.update(&nonce);
+    h3.update(h2);
+    let scramble: Vec<u8> = h1.iter().zip(h3.finalize()).map(|(a, b)| a ^ b).collect();
+    let caps: u32 = 0x200 | 0x8000 | 0x80000 | 1 | 0x2000;
+    let mut p = Vec::new();
+    p.extend_from_slice(&caps.to_le_bytes());
+    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    p.push(33);
+    p.extend_from_slice(&[0u8; 23]);
+    p.extend_from_slice(super::USER.as_bytes());
+    p.push(0);
+    p.push(20);
+    p.extend_from_slice(&scramble);
+    p.extend_from_slice(b"mysql_native_password\0");
+    let mut frame = (p.len() as u32).to_le_bytes()[..3].to_vec();
+    frame.push(1);
+    frame.extend_from_slice(&p);
+    s.write_all(&frame)?;
+    let ok = read_packet(&mut s)?;
+    if ok.first() != Some(&0) {
+        return Err(Error::other(format!("login refused: {ok:?}")));
+    }
+    Ok(s)
+}
