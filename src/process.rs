@@ -37,10 +37,53 @@ fn process_alive(pid: i32) -> bool {
         )
 }
 
+/// Reads an existing pid file without following a symbolic link. `Ok(None)`: there is
+/// none. A link or anything but a regular file is refused: in a folder others can
+/// write to, a link planted there would make a root router overwrite its target.
+fn read_existing_pid_file(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "Failed to open PID file '{}': {}",
+                path.display(),
+                crate::logging::strerror(&e)
+            ))
+        }
+    };
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "PID file '{}' exists and is not a regular file (a symbolic link?); refusing to use it",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    // O_NOFOLLOW: the file may have been swapped for a link since the check above.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| {
+            format!(
+                "Failed to open PID file '{}': {}",
+                path.display(),
+                crate::logging::strerror(&e)
+            )
+        })?;
+    Ok(Some(text))
+}
+
 /// Writes our pid. A file naming a live process refuses the start; a stale one (its
-/// process is gone, e.g. after a crash) is replaced with a warning.
+/// process is gone, e.g. after a crash) is replaced with a warning. The new file is
+/// created exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0644): never through a
+/// symbolic link, never into a file someone else created in between.
 pub fn write_pid_file(path: &Path) -> Result<(), String> {
-    if let Ok(text) = std::fs::read_to_string(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(text) = read_existing_pid_file(path)? {
         let pid: i32 = text.trim().parse().unwrap_or(0);
         if process_alive(pid) && pid != std::process::id() as i32 {
             return Err(format!(
@@ -54,6 +97,14 @@ pub fn write_pid_file(path: &Path) -> Result<(), String> {
             path.display(),
             text.trim()
         );
+        // unlink removes the entry itself, never a link's target.
+        std::fs::remove_file(path).map_err(|e| {
+            format!(
+                "Failed to remove stale PID file '{}': {}",
+                path.display(),
+                crate::logging::strerror(&e)
+            )
+        })?;
     }
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
@@ -66,21 +117,35 @@ pub fn write_pid_file(path: &Path) -> Result<(), String> {
             })?;
         }
     }
-    let mut f = std::fs::File::create(path).map_err(|e| {
-        format!(
-            "Failed to open PID file '{}': {}",
-            path.display(),
-            crate::logging::strerror(&e)
-        )
-    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "Failed to open PID file '{}': {}",
+                path.display(),
+                crate::logging::strerror(&e)
+            )
+        })?;
     writeln!(f, "{}", std::process::id())
         .map_err(|e| format!("Failed to write PID file '{}': {e}", path.display()))?;
     tracing::info!(target: "main", "PID {} written to '{}'", std::process::id(), path.display());
     Ok(())
 }
 
+/// Removes the pid file if it is still ours (a regular file naming this process): a
+/// file another router wrote after ours was replaced is left alone.
 pub fn remove_pid_file(path: &Path) {
-    let _ = std::fs::remove_file(path);
+    let ours = matches!(
+        read_existing_pid_file(path),
+        Ok(Some(t)) if t.trim().parse::<u32>().ok() == Some(std::process::id())
+    );
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Switches to `name` (supplementary groups, gid, then uid). Only root may switch;

@@ -10,20 +10,22 @@
 //! core) accepts on its own duplicate of those sockets and runs the connections it
 //! accepted to the end, so a connection never changes thread.
 
+mod accept_errors;
 pub mod admission;
 pub mod connect;
 pub mod listener;
 pub mod policy;
 mod roles;
 mod session;
+mod shed;
 mod terminated;
 pub mod view;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
@@ -34,6 +36,7 @@ use crate::monitor::Monitor;
 use crate::protocol::errors;
 use crate::quarantine::Quarantine;
 use crate::stats::{self, Connections, DestStats, Refused, RouteStats};
+use accept_errors::AcceptErrors;
 use admission::{Admission, Refusal};
 use policy::Policy;
 use session::refuse;
@@ -72,6 +75,11 @@ pub struct Route {
     stats: RouteStats,
     dest_stats: Vec<DestStats>,
     connections: Connections,
+    /// accept() failures not yet logged (one line per interval, with a count).
+    accept_errors: Mutex<AcceptErrors>,
+    /// Set while `accept_errors` holds unreported failures, so that a working accept()
+    /// looks at the book only then.
+    accept_errors_pending: AtomicBool,
 }
 
 /// The bound listening sockets of one route (non-blocking).
@@ -88,6 +96,7 @@ impl Route {
         tls: Option<Arc<crate::session::tls::Contexts>>,
     ) -> Arc<Route> {
         let keys: Vec<String> = cfg.destinations.iter().map(|d| d.address()).collect();
+        shed::reserve();
         for d in &cfg.destinations {
             shared.quarantine.register(d);
         }
@@ -104,6 +113,8 @@ impl Route {
             tls,
             stats: RouteStats::default(),
             connections: Connections::default(),
+            accept_errors: Mutex::new(AcceptErrors::default()),
+            accept_errors_pending: AtomicBool::new(false),
         })
     }
 
@@ -282,8 +293,8 @@ impl Route {
             drop(bound);
             loop {
                 tokio::select! {
-                    r = accept_tcp(&tcp) => self.clone().spawn_tcp(r).await,
-                    r = accept_unix(&unix) => self.clone().spawn_unix(r).await,
+                    r = accept_tcp(&tcp) => self.clone().spawn_tcp(r, raw(&tcp)).await,
+                    r = accept_unix(&unix) => self.clone().spawn_unix(r, raw(&unix)).await,
                     res = rx.changed() => {
                         if res.is_err() {
                             return;
@@ -298,24 +309,28 @@ impl Route {
     async fn spawn_tcp(
         self: Arc<Self>,
         r: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+        listener: Option<i32>,
     ) {
         match r {
             Ok((s, peer)) => {
+                self.accept_worked();
                 let _ = s.set_nodelay(true);
                 tokio::spawn(
                     async move { self.handle(s, peer.to_string(), Some(peer.ip())).await },
                 );
             }
-            Err(e) => self.accept_failed(e).await,
+            Err(e) => self.accept_failed(e, listener).await,
         }
     }
 
     async fn spawn_unix(
         self: Arc<Self>,
         r: std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)>,
+        listener: Option<i32>,
     ) {
         match r {
             Ok((s, _)) => {
+                self.accept_worked();
                 let peer = self
                     .cfg
                     .socket
@@ -324,19 +339,80 @@ impl Route {
                     .unwrap_or_default();
                 tokio::spawn(async move { self.handle(s, peer, None).await });
             }
-            Err(e) => self.accept_failed(e).await,
+            Err(e) => self.accept_failed(e, listener).await,
         }
     }
 
-    async fn accept_failed(&self, e: std::io::Error) {
-        // EMFILE and friends: back off instead of spinning on the ready listener.
-        tracing::error!(
-            target: "routing",
-            "[{}] accept() failed: {}",
-            self.cfg.section,
-            crate::logging::strerror(&e)
+    /// accept() failed. Out of descriptors, the waiting client is refused with 1040 on
+    /// the spare descriptor (see [`shed`]) rather than left hanging in the backlog; any
+    /// other error backs off 100 ms instead of spinning on the ready listener.
+    async fn accept_failed(&self, e: std::io::Error, listener: Option<i32>) {
+        let refused = shed::out_of_resources(&e)
+            && listener.is_some_and(|fd| shed::refuse_one(fd, &self.too_many_frame()));
+        self.out_of_service(
+            &format!("accept() failed: {}", crate::logging::strerror(&e)),
+            refused,
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !refused {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A client could not be served for want of resources (`what` says how it failed):
+    /// logged at once the first time, then at most one ERROR line per
+    /// [`accept_errors::INTERVAL`] with the count, so that exhaustion does not flood
+    /// the log.
+    fn out_of_service(&self, what: &str, refused: bool) {
+        let report = self
+            .accept_errors
+            .lock()
+            .ok()
+            .and_then(|mut b| b.failed(Instant::now(), refused, what));
+        self.accept_errors_pending.store(true, Ordering::Release);
+        if let Some(r) = report {
+            self.log_accept_errors(&r);
+        }
+    }
+
+    /// After a working accept(): reports the failures of the last interval that no line
+    /// has counted yet (cheap when there are none).
+    fn accept_worked(&self) {
+        if !self.accept_errors_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut b) = self.accept_errors.lock() else {
+            return;
+        };
+        if let Some(r) = b.flush(Instant::now()) {
+            self.log_accept_errors(&r);
+        }
+        self.accept_errors_pending
+            .store(b.pending(), Ordering::Release);
+    }
+
+    fn log_accept_errors(&self, r: &accept_errors::Report) {
+        let sec = &self.cfg.section;
+        let error = &r.error;
+        if r.failures == 1 {
+            tracing::error!(target: "routing", "[{sec}] {error}");
+        } else {
+            tracing::error!(
+                target: "routing",
+                "[{sec}] {error} ({} times in the last {}s, {} client(s) refused with 1040)",
+                r.failures,
+                accept_errors::INTERVAL.as_secs().max(1),
+                r.refused
+            );
+        }
+    }
+
+    fn too_many_frame(&self) -> Vec<u8> {
+        errors::accept_error(
+            self.cfg.protocol,
+            errors::ER_CON_COUNT_ERROR,
+            "08004",
+            errors::MSG_TOO_MANY,
+        )
     }
 
     /// Takes a route and a process slot, or logs the refusal and returns the 1040 frame.
@@ -392,23 +468,34 @@ impl Route {
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connection accepted at {}", self.endpoints().join(", "));
 
         let started = stats::now_us();
-        let Some((server, idx)) = self.connect(fd, &peer).await else {
-            self.stats.refused(Refused::NoDestination);
-            let frame = errors::accept_error(
-                self.cfg.protocol,
-                errors::CR_CONN_HOST_ERROR,
-                "HY000",
-                errors::MSG_NO_DESTINATION,
-            );
-            // The slot is not needed while the client reads its error.
-            drop(permit);
-            refuse(client, &frame).await;
-            tracing::debug!(
-                target: "routing",
-                "[{sec}] fd={fd} {peer} -> (not connected): connection closed (up: 0b; down: {}b)",
-                frame.len()
-            );
-            return;
+        let (server, idx) = match self.connect(fd, &peer).await {
+            Ok(c) => c,
+            Err(why) => {
+                let frame = match why {
+                    NotConnected::NoDestination => {
+                        self.stats.refused(Refused::NoDestination);
+                        errors::accept_error(
+                            self.cfg.protocol,
+                            errors::CR_CONN_HOST_ERROR,
+                            "HY000",
+                            errors::MSG_NO_DESTINATION,
+                        )
+                    }
+                    NotConnected::OutOfResources => {
+                        self.stats.refused(Refused::TotalLimit);
+                        self.too_many_frame()
+                    }
+                };
+                // The slot is not needed while the client reads its error.
+                drop(permit);
+                refuse(client, &frame).await;
+                tracing::debug!(
+                    target: "routing",
+                    "[{sec}] fd={fd} {peer} -> (not connected): connection closed (up: 0b; down: {}b)",
+                    frame.len()
+                );
+                return;
+            }
         };
         let addr = &self.keys[idx];
         tracing::debug!(target: "routing", "[{sec}] fd={fd} connected {peer} -> {addr}");
@@ -477,9 +564,13 @@ impl Route {
         self.admission.clear_blocked()
     }
 
-    /// Tries the destinations in the policy's order. `None` when none connected (the
+    /// Tries the destinations in the policy's order. `Err` when none connected (the
     /// ERROR line has been logged).
-    async fn connect(&self, fd: i32, peer: &str) -> Option<(tokio::net::TcpStream, usize)> {
+    async fn connect(
+        &self,
+        fd: i32,
+        peer: &str,
+    ) -> Result<(tokio::net::TcpStream, usize), NotConnected> {
         let sec = &self.cfg.section;
         let q = &self.shared.quarantine;
         let mut attempts: Vec<String> = Vec::new();
@@ -508,12 +599,19 @@ impl Route {
                             self.keys[sw.to]
                         );
                     }
-                    return Some((s, idx));
+                    return Ok((s, idx));
+                }
+                Err(e) if e.local => {
+                    // Out of descriptors: every other destination would fail the same
+                    // way, and none of them is to blame.
+                    tracing::debug!(target: "routing", "[{sec}] fd={fd} {peer}: {} (not quarantined: the router is out of resources)", e.text);
+                    self.out_of_service(&e.text, true);
+                    return Err(NotConnected::OutOfResources);
                 }
                 Err(e) => {
-                    tracing::debug!(target: "routing", "[{sec}] fd={fd} {e}");
-                    q.report_failure(sec, key, &e);
-                    attempts.push(e);
+                    tracing::debug!(target: "routing", "[{sec}] fd={fd} {}", e.text);
+                    q.report_failure(sec, key, &e.text);
+                    attempts.push(e.text);
                 }
             }
         }
@@ -524,8 +622,16 @@ impl Route {
             "[{sec}] connecting to backend(s) for client from {peer} failed: {}",
             attempts.join(", ")
         );
-        None
+        Err(NotConnected::NoDestination)
     }
+}
+
+/// Why a client got no server.
+enum NotConnected {
+    /// Every destination failed or is quarantined (2003).
+    NoDestination,
+    /// The router is out of descriptors or memory (1040).
+    OutOfResources,
 }
 
 /// Counts one active connection on a destination while it lives.
@@ -560,6 +666,10 @@ where
                 .and_then(register)
         })
         .transpose()
+}
+
+fn raw<L: AsRawFd>(l: &Option<L>) -> Option<i32> {
+    l.as_ref().map(|l| l.as_raw_fd())
 }
 
 async fn accept_tcp(

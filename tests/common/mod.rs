@@ -4,6 +4,7 @@
 
 pub mod group_replication;
 pub mod mysql97;
+pub mod reliability;
 pub mod replication;
 
 use std::io::{Read, Write};

@@ -1,0 +1,279 @@
+//! Privilege and file safety: the pid file and unix sockets are never created or changed
+//! through a symbolic link or over someone else's file, the router has dropped root
+//! before its sockets exist, and the monitor password reaches no log line or error
+//! message. Runs the router binary; real MariaDB for the monitor.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::reliability::*;
+use common::*;
+
+/// Runs the router on `conf` until it exits (at most 10 s): (status, stderr).
+fn run_to_exit(conf: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut c = Command::new(router_bin())
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = wait_exit(&mut c, Duration::from_secs(10));
+    if code.is_none() {
+        let _ = c.kill();
+    }
+    let out = c.wait_with_output().unwrap();
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A child killed when the test ends, also when it fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn victim(dir: &std::path::Path) -> std::path::PathBuf {
+    let v = dir.join("victim");
+    std::fs::write(&v, "precious\n").unwrap();
+    std::fs::set_permissions(&v, std::fs::Permissions::from_mode(0o600)).unwrap();
+    v
+}
+
+fn assert_untouched(v: &std::path::Path) {
+    assert_eq!(std::fs::read_to_string(v).unwrap(), "precious\n");
+    assert_eq!(
+        std::fs::metadata(v).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// A symbolic link where the pid file goes (planted in a folder others can write to)
+/// makes the router refuse to start, and the link's target is neither truncated nor
+/// written; a stale pid file is replaced by a new file of mode 0644, removed at exit.
+#[test]
+fn pid_file_is_never_written_through_a_link() {
+    let dir = tmp_dir("pidlink");
+    let v = victim(&dir);
+    let pid = dir.join("router.pid");
+    std::os::unix::fs::symlink(&v, &pid).unwrap();
+    let port = free_port();
+    let conf = dir.join("c.conf");
+    std::fs::write(
+        &conf,
+        format!("[DEFAULT]\nlogging_folder =\npid_file = {}\n[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n", pid.display()),
+    )
+    .unwrap();
+    let (code, err) = run_to_exit(&conf, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "PID file '{}' exists and is not a regular file",
+            pid.display()
+        )),
+        "{err}"
+    );
+    assert_untouched(&v);
+    assert!(std::fs::symlink_metadata(&pid)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // A stale file (dead process) is replaced by a fresh one, 0644, removed at exit.
+    std::fs::remove_file(&pid).unwrap();
+    std::fs::write(&pid, "999999\n").unwrap();
+    std::fs::set_permissions(&pid, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut c = Reaped(
+        Command::new(router_bin())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let me = c.0.id().to_string();
+    assert!(wait_file_contains(&pid, &me, Duration::from_secs(5)));
+    // A new file (created 0644), not the old one (0666) rewritten in place.
+    let m = std::fs::metadata(&pid).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o644);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(wait_exit(&mut c.0, Duration::from_secs(10)), Some(0));
+    assert!(!pid.exists(), "pid file left behind");
+}
+
+/// A regular file or a link at a route's `socket` path is refused with exit 1 and left
+/// alone (Oracle's router deletes whatever is there); the socket the router creates is
+/// a socket of mode 0777, as documented.
+#[test]
+fn socket_path_that_is_not_a_socket_is_left_alone() {
+    let dir = tmp_dir("socklink");
+    let v = victim(&dir);
+    let link = dir.join("link.sock");
+    std::os::unix::fs::symlink(&v, &link).unwrap();
+    for path in [&v, &link] {
+        let conf = dir.join("c.conf");
+        std::fs::write(
+            &conf,
+            format!("[DEFAULT]\nlogging_folder =\n[routing:a]\nsocket = {}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n", path.display()),
+        )
+        .unwrap();
+        let (code, err) = run_to_exit(&conf, &[]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "Failed removing socket file {}: it is not a socket",
+                path.display()
+            )),
+            "{err}"
+        );
+        assert_untouched(&v);
+    }
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// The uid that owns a listening TCP socket on `port` in /proc/net/tcp (the uid of the
+/// process that created it).
+fn listener_uid(port: u16) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+        (local_port == port && *f.get(3)? == "0A").then(|| f.get(7)?.parse().ok())?
+    })
+}
+
+/// Started as root with `user = ...`: the TCP and unix listening sockets were created
+/// by the unprivileged user (so root was dropped before any client could connect),
+/// every thread runs without root, and a client is served.
+#[test]
+fn root_is_dropped_before_any_socket_exists() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root (CI runs as root)"
+    );
+    // MariaDB's `mysql` user: the harness's folders belong to it when run as root.
+    let name = "mysql";
+    let user = nix::unistd::User::from_name(name)
+        .unwrap()
+        .expect("user mysql (mariadb-server)");
+    let server = MariaDb::start();
+    let port = free_port();
+    let dir = tmp_dir("drop");
+    let sock = dir.join("r.sock");
+    let body = format!(
+        "[routing:a]\nbind_address = 127.0.0.1\nbind_port = {port}\nsocket = {}\ndestinations = {}\nrouting_strategy = first-available\n",
+        sock.display(),
+        server.addr()
+    );
+    let mut r = start_router(&body, &[port], "info", &format!("user = {name}"), None);
+    // The route is up: a client is served.
+    assert_eq!(cli_port_tcp(port), Ok(server.port));
+    let uid = user.uid.as_raw();
+    assert_eq!(
+        listener_uid(port),
+        Some(uid),
+        "TCP listener created as another user"
+    );
+    let m = std::fs::symlink_metadata(&sock).unwrap();
+    assert!(m.file_type().is_socket());
+    assert_eq!(m.uid(), uid, "unix socket created as another user");
+    assert_eq!(m.permissions().mode() & 0o777, 0o777);
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", r.pid()))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(tasks.len() > 2);
+    for t in tasks {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap();
+        let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uids.split_whitespace()
+                .skip(1)
+                .all(|u| u == uid.to_string()),
+            "thread {:?}: {uids}",
+            t.file_name()
+        );
+    }
+    assert!(r.is_running());
+}
+
+/// The monitor password appears in no log line (debug level) and no error message:
+/// not when the server refuses it, not when the configuration is wrong elsewhere, not
+/// when it is given on the command line.
+#[test]
+fn monitor_password_never_reaches_a_log_or_an_error() {
+    const SECRET: &str = "Zq7-secret-Hunter2";
+    let server = MariaDb::start();
+    let port = free_port();
+    let body = format!(
+        "[monitor]\nuser = {USER}\npassword = {SECRET}\ninterval = 1\nconnect_timeout = 1\nread_timeout = 1\n\n[routing:w]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nrole = PRIMARY\n",
+        server.addr()
+    );
+    // A wrong password: the server refuses the monitor, which logs why (debug level).
+    let r = start_router(&body, &[port], "debug", "", None);
+    assert!(
+        r.wait_log("Access denied", Duration::from_secs(10)),
+        "no login failure logged:\n{}",
+        r.log_text()
+    );
+    // A client gets 2003 (no PRIMARY known) and that is logged too.
+    assert!(cli_port_tcp(port).is_err());
+    let log = r.log_text();
+    assert!(!log.contains(SECRET), "password in the log:\n{log}");
+    drop(r);
+
+    // Configuration errors around it, in the file and on the command line.
+    let dir = tmp_dir("secret");
+    let conf = dir.join("c.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[DEFAULT]\nlogging_folder =\n{}",
+            body.replace("interval = 1", "interval = many")
+        ),
+    )
+    .unwrap();
+    let (code, err) = run_to_exit(&conf, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("interval"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    std::fs::write(
+        &conf,
+        format!(
+            "[DEFAULT]\nlogging_folder =\n{}",
+            body.replace(&format!("password = {SECRET}\n"), "")
+        ),
+    )
+    .unwrap();
+    for args in [
+        vec![
+            format!("--monitor.password={SECRET}"),
+            "--monitor.interval=x".to_string(),
+        ],
+        vec![format!("--monitor.password_file={SECRET}")],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = run_to_exit(&conf, &args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        if args.len() == 2 {
+            assert!(!err.contains(SECRET), "{args:?}: {err}");
+        }
+    }
+}
