@@ -9,6 +9,7 @@ pub mod files;
 pub mod ini;
 pub mod logger;
 pub mod monitor;
+pub mod pool;
 pub mod route;
 pub mod store;
 pub mod tls;
@@ -113,6 +114,8 @@ pub struct Config {
     pub io_threads: usize,
     /// `[monitor]`: the role monitor, when configured.
     pub monitor: Option<MonitorConfig>,
+    /// `[connection_pool]`: idle server connections kept for reuse.
+    pub pool: pool::PoolConfig,
     pub notices: Vec<Notice>,
 }
 
@@ -121,10 +124,6 @@ pub struct Config {
 const ACCEPTED: &[(&str, &[&str])] = &[
     ("keepalive", &["interval", "runs"]),
     ("io", &["backend", "threads"]),
-    (
-        "connection_pool",
-        &["max_idle_server_connections", "idle_timeout"],
-    ),
     (
         "http_server",
         &[
@@ -362,6 +361,7 @@ fn known_options(name: &str) -> Option<&'static [&'static str]> {
         "syslog" => Some(&["level", "timestamp_precision", "identity"]),
         "destination_status" => Some(&["error_quarantine_threshold", "error_quarantine_interval"]),
         "monitor" => Some(monitor::KNOWN_OPTIONS),
+        "connection_pool" => Some(pool::KNOWN_OPTIONS),
         _ => ACCEPTED.iter().find(|(n, _)| *n == name).map(|(_, o)| *o),
     }
 }
@@ -433,6 +433,12 @@ pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, Config
             )));
         }
     }
+    let pools: Vec<&Section> = store
+        .sections
+        .iter()
+        .filter(|s| s.name == "connection_pool")
+        .collect();
+    let pool = pool::validate(store, &pools)?;
     let io_threads = match store.sections.iter().find(|s| s.name == "io") {
         Some(sec) => Lookup {
             store,
@@ -493,6 +499,7 @@ pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, Config
         destination_status,
         io_threads,
         monitor,
+        pool,
         notices,
     })
 }

@@ -32,6 +32,8 @@ use crate::config::{RouteConfig, Strategy};
 use crate::monitor::Monitor;
 use crate::protocol::errors;
 use crate::quarantine::Quarantine;
+use crate::relay::Counts;
+use crate::session::terminate::ServerSide;
 use admission::{Admission, Refusal};
 use policy::Policy;
 use session::refuse;
@@ -366,12 +368,16 @@ impl Route {
         let mut close_all = self.shared.close_all.clone();
         let tls = self.tls.clone();
         let serve = async {
-            match tls {
-                Some(tls) => {
-                    self.serve_terminated(client, server, addr, &peer, ip, &tls)
+            match (tls, server) {
+                (Some(tls), server) => {
+                    self.serve_terminated(client, server, idx, &peer, ip, &tls)
                         .await
                 }
-                None => self.serve_client(&client, &server, &peer, ip).await,
+                (None, ServerSide::Fresh(server)) => {
+                    self.serve_client(&client, &server, &peer, ip).await
+                }
+                // `connect` takes pooled connections only for terminating routes.
+                (None, ServerSide::Pooled(..)) => Ok(Counts::default()),
             }
         };
         let result = tokio::select! {
@@ -414,7 +420,7 @@ impl Route {
 
     /// Tries the destinations in the policy's order. `None` when none connected (the
     /// ERROR line has been logged).
-    async fn connect(&self, fd: i32, peer: &str) -> Option<(tokio::net::TcpStream, usize)> {
+    async fn connect(&self, fd: i32, peer: &str) -> Option<(ServerSide, usize)> {
         let sec = &self.cfg.section;
         let q = &self.shared.quarantine;
         let mut attempts: Vec<String> = Vec::new();
@@ -429,8 +435,26 @@ impl Route {
                 attempts.push(format!("connect(/* {key} */): is quarantined"));
                 continue;
             }
+            // A terminating route first looks for an idle server connection.
+            let pooled = match self.tls.is_some() && crate::session::pooled::enabled() {
+                true => crate::session::pooled::take(|k| k.destination == *key),
+                false => None,
+            };
+            if let Some((k, p)) = pooled {
+                tracing::debug!(target: "routing", "[{sec}] fd={fd} taking a pooled server connection to '{key}'");
+                if let Some(sw) = self.policy.connected(&plan, idx) {
+                    tracing::warn!(
+                        target: "routing",
+                        "[{sec}] switched destination from '{}' to '{}'",
+                        self.keys[sw.from],
+                        self.keys[sw.to]
+                    );
+                }
+                return Some((ServerSide::Pooled(k, p), idx));
+            }
             match connect::connect(&self.cfg.destinations[idx], self.cfg.connect_timeout).await {
                 Ok(s) => {
+                    let s = ServerSide::Fresh(s);
                     q.report_success(key);
                     if let Some(sw) = self.policy.connected(&plan, idx) {
                         tracing::warn!(

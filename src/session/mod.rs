@@ -9,6 +9,10 @@
 //! * [`rsa`]: the password encryption of caching_sha2 full authentication over a
 //!   plain server hop.
 
+pub mod pool;
+pub mod pool_auth;
+pub mod pool_relay;
+pub mod pooled;
 pub mod rsa;
 pub mod stream;
 pub mod terminate;
