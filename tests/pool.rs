@@ -422,3 +422,59 @@ fn options_as_mysql_router_9_7_4() {
     assert_eq!(code, Some(1));
     assert!(err.contains("option connection_sharing_delay in [routing:a] needs value between 0 and 1.79769e+308 inclusive, was '-1'"), "{err}");
 }
+
+/// MySQL 9.7: caching_sha2_password on a pooled connection — fast authentication,
+/// full authentication after the server forgot its cache (the client's password over
+/// its TLS hop, then TLS or the server's RSA key towards the server), wrong passwords.
+#[test]
+fn mysql97_caching_sha2_on_pooled_connections() {
+    use common::mysql97;
+    let srv = mysql97::shared();
+    let (c, k) = cert();
+    let (tls_hop, plain_hop) = (free_port(), free_port());
+    let route = |name: &str, port: u16, server_mode: &str| {
+        format!(
+            "[routing:{name}]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = {server_mode}\n\n",
+            srv.addr()
+        )
+    };
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 4\nidle_timeout = 60\n\n{}{}",
+        route("tls", tls_hop, "REQUIRED"),
+        route("plain", plain_hop, "DISABLED")
+    );
+    let r = Router::start_with(&body, &[tls_hop, plain_hop], "debug", &[]);
+    let q = "SELECT CONNECTION_ID(), @v IS NULL, CURRENT_USER(); SET @v = 1";
+    for port in [tls_hop, plain_hop] {
+        let run = || {
+            mysql97::cli_result(&mysql97::cli(port, &["--ssl-mode=REQUIRED"], q))
+                .unwrap_or_else(|e| panic!("port {port}: {e}\nlog:\n{}", r.log_text()))
+        };
+        let first = run();
+        let id = first.split('\t').next().unwrap().to_string();
+        assert!(first.trim_end().ends_with("\t1\tsha2@%"), "{first}");
+        // Fast authentication on the parked connection.
+        let second = run();
+        assert_eq!(second, first, "not reused, or state leaked");
+        // Full authentication: the server's cache is empty after FLUSH PRIVILEGES.
+        srv.admin("FLUSH PRIVILEGES");
+        let third = run();
+        assert!(third.starts_with(&format!("{id}\t1\t")), "{third}");
+        let bad = mysql97::cli_result(&mysql97::client(&[
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--protocol=TCP",
+            "-u",
+            mysql97::USER,
+            "-pwrong",
+            "--ssl-mode=REQUIRED",
+            "-e",
+            "SELECT 1",
+        ]));
+        let e = bad.expect_err("a wrong password got a session");
+        assert!(e.contains("ERROR 1045 (28000): Access denied"), "{e}");
+    }
+    assert!(r.log_text().contains("reusing a pooled server connection"));
+}
