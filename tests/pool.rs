@@ -478,3 +478,28 @@ fn mysql97_caching_sha2_on_pooled_connections() {
     }
     assert!(r.log_text().contains("reusing a pooled server connection"));
 }
+
+/// A route with `client_ssl_mode = DISABLED` (no client can use TLS there) neither
+/// takes nor burns the connections another route to the same server parked.
+#[test]
+fn a_route_without_tls_leaves_the_pool_alone() {
+    let (c, k) = cert();
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let dest = server().addr();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 4\nidle_timeout = 60\n\n\
+         [routing:tls]\nbind_port = {tls_port}\ndestinations = {dest}\nrouting_strategy = first-available\n\
+         client_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\n\n\
+         [routing:plain]\nbind_port = {plain_port}\ndestinations = {dest}\nrouting_strategy = first-available\n\
+         client_ssl_mode = DISABLED\nserver_ssl_mode = DISABLED\n"
+    );
+    let _r = Router::start_with(&body, &[tls_port, plain_port], "debug", &[]);
+    let parked = conn_id(tls_port, true);
+    let plain = conn_id(plain_port, false);
+    assert_ne!(plain, parked);
+    assert_eq!(
+        conn_id(tls_port, true),
+        parked,
+        "the DISABLED route burned the parked connection"
+    );
+}

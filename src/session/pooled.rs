@@ -119,8 +119,9 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>) 
         let mut hdr = [0u8; 5];
         server.read_exact(&mut hdr).await?;
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
-        // OK: header 0x00, at most a few bytes; anything else is not a clean reset.
-        if hdr[4] != 0x00 || hdr[3] != 1 || len == 0 || len > 64 {
+        // OK (header 0x00, sequence id 1; session-state data may make it long, but
+        // never megabytes); anything else is not a clean reset.
+        if hdr[4] != 0x00 || hdr[3] != 1 || len == 0 || len > 1 << 16 {
             return Ok::<bool, std::io::Error>(false);
         }
         let mut rest = vec![0u8; len - 1];
