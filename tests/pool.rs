@@ -46,7 +46,7 @@ fn cert() -> &'static (String, String) {
 fn server() -> &'static MariaDb {
     static S: OnceLock<MariaDb> = OnceLock::new();
     S.get_or_init(|| {
-        let s = MariaDb::start();
+        let s = MariaDb::start_with(&["--max-allowed-packet=64M".into()]);
         admin(&s, "CREATE DATABASE IF NOT EXISTS pooltest; CREATE TABLE IF NOT EXISTS pooltest.k (x INT) ENGINE=InnoDB; \
              CREATE USER IF NOT EXISTS 'pb'@'%' IDENTIFIED BY 'pb'; GRANT ALL ON *.* TO 'pb'@'%';");
         s
@@ -502,4 +502,55 @@ fn a_route_without_tls_leaves_the_pool_alone() {
         parked,
         "the DISABLED route burned the parked connection"
     );
+}
+
+/// The relay that parks follows responses of many packets (a 20 MiB row: two packets of
+/// 16 MiB framing) and errors to their end: the client gets every
+/// byte, and the connection is parked and reused afterwards.
+#[test]
+fn big_rows_and_errors_reach_the_client_whole_and_the_connection_is_reused() {
+    let (_r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    let o = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--protocol=TCP",
+        ])
+        .args([
+            "--ssl",
+            "--ssl-verify-server-cert=0",
+            "-u",
+            "t",
+            "-pt",
+            "-N",
+            "-B",
+            "--force",
+        ])
+        .args(["--max-allowed-packet=64M", "--connect-timeout=5", "-e"])
+        .arg(
+            "SELECT CONNECTION_ID(); SELECT REPEAT('ab', 10485760); SELECT 1; \
+             SELECT * FROM no_such_db.t",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let lens: Vec<usize> = lines.iter().map(|l| l.len()).collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "line lengths {lens:?}; stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let id: u64 = lines[0].trim().parse().unwrap();
+    assert!(
+        lines[1] == "ab".repeat(10485760),
+        "the 20 MiB row arrived damaged"
+    );
+    assert_eq!(lines[2], "1");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ERROR 1146"));
+    assert_eq!(conn_id(port, true), id, "not parked after the big response");
 }
