@@ -110,7 +110,8 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>) 
     let Some(g) = GLOBAL.get() else {
         return close(server).await;
     };
-    if !g.cfg.enabled() || !g.budget.try_reserve() {
+    // idle_timeout = 0: nothing could ever be taken, so do not park at all.
+    if !g.cfg.enabled() || g.cfg.idle_timeout.is_zero() || !g.budget.try_reserve() {
         return close(server).await;
     }
     let reset = tokio::time::timeout(Duration::from_secs(2), async {
