@@ -6,7 +6,9 @@
 //!                                        then: "BULK <n>" streams n bytes, else echo)
 //! benchtool bulk    PORT BYTES           one transfer from the synthetic backend → GB/s
 //! benchtool ping    PORT COUNT           COUNT small round trips → p50/p99 µs
-//! benchtool connrate PORT[,PORT..] SECS  16 workers: connect+SELECT 1+quit to MariaDB → conn/s
+//! benchtool connrate PORT[,PORT..] SECS [tls]
+//!                                        16 workers: connect (TLS: any certificate)
+//!                                        +SELECT 1+quit to MariaDB → conn/s
 //! benchtool hold    PORT N [PID]         hold N handshaken connections; print router RSS
 //!                                        per connection (PID) and ping each one
 //! ```
@@ -119,7 +121,7 @@ async fn ping(port: u16, count: usize) {
     println!("{:.1} {:.1}", q(0.50), q(0.99));
 }
 
-async fn connrate(ports: Vec<u16>, secs: u64) {
+async fn connrate(ports: Vec<u16>, secs: u64, tls: bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for w in 0..16 {
@@ -137,12 +139,20 @@ async fn connrate(ports: Vec<u16>, secs: u64) {
                     .user(Some("t"))
                     .pass(Some("t"))
                     .prefer_socket(false)
+                    .ssl_opts(tls.then(|| {
+                        mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true)
+                    }))
                     .into();
-                if let Ok(mut c) = mysql_async::Conn::new(opts).await {
-                    if c.query_drop("SELECT 1").await.is_ok() {
-                        n += 1;
+                match mysql_async::Conn::new(opts).await {
+                    Ok(mut c) => {
+                        if c.query_drop("SELECT 1").await.is_ok() {
+                            n += 1;
+                        }
+                        let _ = c.disconnect().await;
                     }
-                    let _ = c.disconnect().await;
+                    // The first failure of a worker that never succeeded says why.
+                    Err(e) if n == 0 && i == w + 1 => eprintln!("connect failed: {e}"),
+                    Err(_) => {}
                 }
             }
             n
@@ -231,6 +241,7 @@ fn main() {
         "connrate" => rt.block_on(connrate(
             arg(1).split(',').map(|p| p.parse().unwrap()).collect(),
             arg(2).parse().unwrap(),
+            args.get(3).is_some_and(|t| t == "tls"),
         )),
         "hold" => rt.block_on(hold(
             arg(1).parse().unwrap(),

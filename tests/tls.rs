@@ -909,3 +909,102 @@ fn auth_switch_ed25519_and_empty_passwords_pass_through() {
         .unwrap();
     assert_eq!(ok_text(&o).trim(), "sha2@%");
 }
+
+/// A TCP forwarder that records every byte sent towards `upstream`.
+fn recording_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = seen.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            let rec = rec.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = c2.read(&mut buf) {
+                    if n == 0 || s2.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    rec.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = s2.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s3, mut c3) = (s, c);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s3, &mut c3);
+                let _ = c3.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn passwords_sent_in_clear_by_tls_clients_never_cross_a_plain_server_hop_in_clear() {
+    let srv = mysql97::shared();
+    srv.admin(
+        "CREATE USER IF NOT EXISTS s256@'%' IDENTIFIED WITH sha256_password BY 's256-secret'; GRANT ALL ON *.* TO s256@'%'",
+    );
+    let (hop, seen) = recording_proxy(srv.port);
+    let port = free_port();
+    let _r = Router::start(
+        &route(
+            "hop",
+            port,
+            &format!("127.0.0.1:{hop}"),
+            &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
+        ),
+        &[port],
+    );
+    let login = |user: &str, pw: &str, extra: &[&str]| {
+        let mut args = vec![
+            "-h127.0.0.1".to_string(),
+            format!("-P{port}"),
+            format!("-u{user}"),
+            format!("-p{pw}"),
+            "--ssl-mode=REQUIRED".into(),
+            "-N".into(),
+            "-B".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["-e".into(), "SELECT CURRENT_USER()".into()]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        mysql97::cli_result(&mysql97::client(&a))
+    };
+    // sha256_password after an auth switch, and named in the response itself; then
+    // caching_sha2 full authentication (empty cache).
+    assert_eq!(
+        login("s256", "s256-secret", &[]).map(|s| s.trim().to_string()),
+        Ok("s256@%".into())
+    );
+    assert_eq!(
+        login("s256", "s256-secret", &["--default-auth=sha256_password"])
+            .map(|s| s.trim().to_string()),
+        Ok("s256@%".into())
+    );
+    flush_auth_cache();
+    assert_eq!(
+        login("sha2", "sha2pw", &[]).map(|s| s.trim().to_string()),
+        Ok("sha2@%".into())
+    );
+    let e = login("s256", "wrong-secret", &[]).expect_err("wrong password");
+    assert!(e.contains("ERROR 1045"), "{e}");
+    let bytes = seen.lock().unwrap().clone();
+    assert!(
+        bytes.len() > 200,
+        "the hop carried the logins ({} bytes)",
+        bytes.len()
+    );
+    for secret in [&b"s256-secret"[..], b"sha2pw", b"wrong-secret"] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "{} crossed the plain server hop in clear",
+            String::from_utf8_lossy(secret)
+        );
+    }
+}

@@ -13,10 +13,11 @@
 //!   `client_ssl_mode`), the router's own towards the server (per `server_ssl_mode`);
 //! * the `CLIENT_SSL` bit of the greeting and of the client's response;
 //! * sequence ids during authentication, which differ by one per hop with TLS;
-//! * caching_sha2 full authentication from a TLS client to a plain-TCP server hop: the
-//!   client sends its password in clear (its hop is encrypted); the router never puts
-//!   it on the plain hop, but fetches the server's RSA public key and sends it
-//!   encrypted, as a client without TLS would (MySQL Router answers 1045 here).
+//! * a password a TLS client sends in clear (its hop is encrypted) never goes on a
+//!   plain-TCP server hop in clear: caching_sha2 full authentication and
+//!   sha256_password (after an auth switch, or named in the response itself) get the
+//!   server's RSA public key asked for and the password sent encrypted, as a client
+//!   without TLS would (MySQL Router answers 1045 here).
 //!
 //! After authentication (the server's OK) commands flow unchanged: compressed
 //! frames too, since compression is negotiated end to end.
@@ -42,6 +43,7 @@ use tokio::net::TcpStream;
 const MAX_HANDSHAKE_PACKET: usize = 1 << 20;
 const CR_SSL_CONNECTION_ERROR: u16 = 2026;
 const CACHING_SHA2: &[u8] = b"caching_sha2_password";
+const SHA256: &[u8] = b"sha256_password";
 
 /// How a terminated handshake ended, for the route's counting and logging.
 #[derive(Debug)]
@@ -198,10 +200,11 @@ fn set_ssl_bit(r: &mut [u8], on: bool) {
 }
 
 fn server_name(host: &str) -> rustls::pki_types::ServerName<'static> {
-    rustls::pki_types::ServerName::try_from(host.to_string()).unwrap_or_else(|_| {
-        // ok: "localhost" always parses; used only when the host is not a valid name
-        rustls::pki_types::ServerName::try_from("localhost").expect("ok: constant name")
-    })
+    // A destination is a host name or an IP address; anything else (never expected
+    // after config validation) is named by the loopback address.
+    rustls::pki_types::ServerName::try_from(host.to_string()).unwrap_or(
+        rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    )
 }
 
 /// Runs the terminated handshake. `client` is the accepted client stream, `server`
@@ -444,6 +447,18 @@ where
         false => response,
     };
     set_ssl_bit(&mut response, server_tls);
+    // sha256_password named in the response of a TLS client carries the password in
+    // clear: on a plain server hop, ask for the server's key instead and send the
+    // password encrypted when it arrives.
+    let mut password_for_key: Option<Vec<u8>> = None;
+    if client_tls && !server_tls && response_plugin(&response) == Some(SHA256) {
+        if let Some((rewritten, clear)) = replace_auth_data(&response, &[0x01]) {
+            if !clear.is_empty() && clear != [0x01] {
+                response = rewritten;
+                password_for_key = Some(clear);
+            }
+        }
+    }
     let mut sseq: u8 = 1;
     let mut ignore = 0u64;
     if let Some(cu) = &change_user {
@@ -485,9 +500,11 @@ where
     sseq = sseq.wrapping_add(1);
 
     // 4. Authentication: relay packets, renumbered, until the server's OK or ERR.
-    let mut plugin_is_sha2 = response_plugin(&response).is_some_and(|p| p == CACHING_SHA2);
+    let mut plugin: Vec<u8> = response_plugin(&response).unwrap_or_default().to_vec();
     let mut client_sent_more = true;
-    let mut full_auth_over_plain = false;
+    // The client's next packet is its password in clear (it trusts its TLS hop), to be
+    // sent RSA-encrypted over the plain server hop; the byte asks the server for its key.
+    let mut clear_next: Option<u8> = None;
     loop {
         tokio::select! {
             r = read_packet(&mut server) => {
@@ -498,18 +515,40 @@ where
                 };
                 sseq = p.seq.wrapping_add(1);
                 let kind = p.payload.first().copied();
+                // The server's key, asked for in place of the response's password (a
+                // server that answers otherwise, e.g. with an auth switch because the
+                // account uses another plugin, goes on as usual).
+                let key = match (password_for_key.take(), p.payload.strip_prefix(&[0x01])) {
+                    (Some(clear), Some(pem)) if pem.starts_with(b"-----BEGIN") => Some((clear, pem)),
+                    _ => None,
+                };
+                if let Some((clear, pem)) = key {
+                    let enc = match super::rsa::encrypt_password(pem, &clear, &nonce) {
+                        Ok(e) => e,
+                        Err(e) => return End::ServerFailed(e),
+                    };
+                    if let Err(e) = write_packet(&mut server, sseq, &enc, &mut ignore).await {
+                        return End::ServerFailed(format!("authentication: {e}"));
+                    }
+                    sseq = sseq.wrapping_add(1);
+                    continue;
+                }
+                let plain_hop = client_tls && !server_tls;
                 match kind {
                     Some(0xFE) => {
                         // Auth switch: a new plugin and nonce.
                         let body = &p.payload[1..];
                         if let Some(nul) = body.iter().position(|&b| b == 0) {
-                            plugin_is_sha2 = &body[..nul] == CACHING_SHA2;
+                            plugin = body[..nul].to_vec();
                             let data = &body[nul + 1..];
                             nonce = data.strip_suffix(&[0]).unwrap_or(data).to_vec();
+                            if plain_hop && plugin == SHA256 {
+                                clear_next = Some(0x01);
+                            }
                         }
                     }
-                    Some(0x01) if p.payload == [0x01, 0x04] && plugin_is_sha2 && client_tls && !server_tls => {
-                        full_auth_over_plain = true;
+                    Some(0x01) if p.payload == [0x01, 0x04] && plugin == CACHING_SHA2 && plain_hop => {
+                        clear_next = Some(0x02);
                     }
                     _ => {}
                 }
@@ -533,9 +572,8 @@ where
                 counts.up += 4 + p.payload.len() as u64;
                 client_sent_more = true;
                 cseq = p.seq.wrapping_add(1);
-                let payload = if full_auth_over_plain {
-                    full_auth_over_plain = false;
-                    match rsa_password(&mut server, &mut sseq, &p.payload, &nonce).await {
+                let payload = if let Some(ask) = clear_next.take() {
+                    match rsa_password(&mut server, &mut sseq, ask, &p.payload, &nonce).await {
                         Ok(enc) => enc,
                         Err(e) => return End::ServerFailed(e),
                     }
@@ -551,25 +589,44 @@ where
     }
 }
 
+/// Where a HandshakeResponse41's auth data lies: (start of its length prefix, start
+/// of the data, end of the data), and whether the length is length-encoded.
+fn auth_data_span(r: &[u8]) -> Option<(usize, usize, usize, bool)> {
+    let caps = caps_of_response(r) as u64;
+    let mut i = 32;
+    let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
+    i += nul + 1; // user name
+    if caps & flag::PLUGIN_AUTH_LENENC_DATA != 0 {
+        let (n, used) = crate::protocol::frame::lenenc_int(r.get(i..)?)?;
+        let end = (i + used).checked_add(usize::try_from(n).ok()?)?;
+        (end <= r.len()).then_some((i, i + used, end, true))
+    } else if caps & flag::SECURE_CONNECTION != 0 {
+        let n = *r.get(i)? as usize;
+        (i + 1 + n <= r.len()).then_some((i, i + 1, i + 1 + n, false))
+    } else {
+        None
+    }
+}
+
+/// The response with its auth data replaced by `data` (short: one length byte), and
+/// the data it had.
+fn replace_auth_data(r: &[u8], data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (len_at, start, end, _) = auth_data_span(r)?;
+    let old = r[start..end].to_vec();
+    let mut out = r[..len_at].to_vec();
+    out.push(u8::try_from(data.len()).ok().filter(|&n| n < 0xFB)?);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&r[end..]);
+    Some((out, old))
+}
+
 /// The auth plugin a HandshakeResponse41 names, if it names one.
 fn response_plugin(r: &[u8]) -> Option<&[u8]> {
     let caps = caps_of_response(r) as u64;
     if caps & flag::PLUGIN_AUTH == 0 {
         return None;
     }
-    let mut i = 32;
-    let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
-    i += nul + 1; // user name
-    if caps & flag::PLUGIN_AUTH_LENENC_DATA != 0 {
-        let (n, used) = crate::protocol::frame::lenenc_int(r.get(i..)?)?;
-        i += used + n as usize;
-    } else if caps & flag::SECURE_CONNECTION != 0 {
-        let n = *r.get(i)? as usize;
-        i += 1 + n;
-    } else {
-        let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
-        i += nul + 1;
-    }
+    let (_, _, mut i, _) = auth_data_span(r)?;
     if caps & flag::CONNECT_WITH_DB != 0 {
         let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
         i += nul + 1;
@@ -579,17 +636,18 @@ fn response_plugin(r: &[u8]) -> Option<&[u8]> {
     Some(&rest[..nul])
 }
 
-/// caching_sha2 full authentication over a plain server hop: asks the server for its
-/// public key and returns the client's cleartext `password` (NUL-terminated, as the
-/// client sent it) XOR the nonce, RSA-OAEP encrypted.
+/// A password the client sent in clear, for a plain server hop: asks the server for its
+/// public key (`ask`: 0x02 for caching_sha2, 0x01 for sha256_password) and returns the
+/// `password` (NUL-terminated, as the client sent it) XOR the nonce, RSA-OAEP encrypted.
 async fn rsa_password<S: AsyncRead + AsyncWrite + Unpin>(
     server: &mut S,
     sseq: &mut u8,
+    ask: u8,
     password: &[u8],
     nonce: &[u8],
 ) -> Result<Vec<u8>, String> {
     let mut ignore = 0u64;
-    write_packet(server, *sseq, &[0x02], &mut ignore)
+    write_packet(server, *sseq, &[ask], &mut ignore)
         .await
         .map_err(|e| format!("public key request: {e}"))?;
     let reply = match read_packet(server).await {

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""TLS benchmark: this router vs Oracle's MySQL Router 9.7.4 in the same TLS modes.
+
+    python3 bench/tls.py [--rounds N] [--secs S]
+
+Three private mariadbd servers with TLS certificates (made here by openssl), each router
+with the same three routes (round-robin over the servers):
+  * passthrough:  client_ssl_mode = PASSTHROUGH (TLS end to end, the router relays bytes)
+  * term_tls:     client_ssl_mode = PREFERRED, server_ssl_mode = AS_CLIENT (TLS on both hops)
+  * term_plain:   client_ssl_mode = PREFERRED, server_ssl_mode = DISABLED (TLS to the router only)
+and "direct" (clients to the servers, TLS). Clients always use TLS: sysbench
+(--mysql-ssl=on) oltp_point_select and oltp_read_only, 16 threads; benchtool connrate tls
+(connect + SELECT 1 + quit, 16 workers). Targets are interleaved in every round. Writes
+docs/PERFORMANCE-TLS.md. Needs: mariadb-server, sysbench, openssl, ../shared/lab.
+Bounded: about rounds x 7 targets x (2 x secs + secs/2) seconds.
+"""
+import argparse, datetime, os, platform, re, shutil, signal, socket, statistics
+import subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.path.join(ROOT, "target", "release")
+ORACLE = os.path.join(ROOT, "..", "shared", "lab", "oracle-mysqlrouter")
+procs = []
+PKI = None  # folder of the test certificates (sysbench runs there)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, secs=60):
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"port {port} did not open")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def spawn(cmd, **kw):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    procs.append(p)
+    return p
+
+
+def cleanup():
+    for p in procs:
+        try:
+            p.kill()
+        except Exception:
+            pass
+
+
+def certs(base):
+    d = os.path.join(base, "pki")
+    os.makedirs(d)
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+         "-days", "7", "-subj", "/CN=localhost"], cwd=d)
+    # sysbench --mysql-ssl=on loads these three names from its working folder.
+    for src, dst in (("cert.pem", "cacert.pem"), ("cert.pem", "client-cert.pem"), ("key.pem", "client-key.pem")):
+        shutil.copy(os.path.join(d, src), os.path.join(d, dst))
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
+    global PKI
+    PKI = d
+    return os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+
+
+def start_mariadb(base, cert, key):
+    d = tempfile.mkdtemp(dir=base)
+    user = ["--user=mysql"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(d, "mysql", "mysql")
+    run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data", "--auth-root-authentication-method=socket",
+         "--skip-test-db", f"--tmpdir={d}"] + user, env=dict(os.environ, TMPDIR=d))
+    port = free_port()
+    spawn(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={d}/data", f"--port={port}", "--bind-address=127.0.0.1",
+           f"--socket={d}/sock", f"--pid-file={d}/pid", f"--tmpdir={d}", "--skip-name-resolve",
+           "--max-connections=3000", "--max-connect-errors=1000000000", "--performance-schema=OFF",
+           "--innodb-buffer-pool-size=64M", "--skip-log-bin", "--back-log=2000",
+           f"--ssl-cert={cert}", f"--ssl-key={key}", f"--ssl-ca={cert}"] + user)
+    wait_port(port)
+    run(["mariadb", "--no-defaults", "-S", f"{d}/sock", "-uroot", "-e",
+         "CREATE USER 't'@'%' IDENTIFIED BY 't'; GRANT ALL ON *.* TO 't'@'%'; CREATE DATABASE sbtest;"])
+    return port
+
+
+def sysbench(test, ports, secs):
+    out = run(["sysbench", test, "--db-driver=mysql", "--mysql-host=127.0.0.1", "--mysql-ssl=on",
+               "--mysql-port=" + ",".join(map(str, ports)), "--mysql-user=t", "--mysql-password=t",
+               "--mysql-db=sbtest", "--tables=4", "--table-size=10000", "--threads=16", f"--time={secs}",
+               "--report-interval=0", "run"], cwd=PKI)
+    return float(re.search(r"transactions:\s+\d+\s+\(([\d.]+) per sec", out).group(1))
+
+
+def connrate(ports, secs):
+    out = run([os.path.join(TARGET, "examples", "benchtool"), "connrate", ",".join(map(str, ports)), str(secs),
+               "tls"], timeout=secs + 120)
+    return float(out.split()[0])
+
+
+MODES = {
+    "passthrough": "client_ssl_mode = PASSTHROUGH\n",
+    "term_tls": "client_ssl_mode = PREFERRED\nserver_ssl_mode = AS_CLIENT\n",
+    "term_plain": "client_ssl_mode = PREFERRED\nserver_ssl_mode = DISABLED\n",
+}
+
+
+def router_conf(base, name, servers, cert, key, ports):
+    conf = os.path.join(base, f"{name}.conf")
+    dests = ",".join(f"127.0.0.1:{p}" for p in servers)
+    with open(conf, "w") as f:
+        f.write(f"[DEFAULT]\nlogging_folder = {base}/{name}-log\nmax_total_connections = 20000\n"
+                f"[logger]\nlevel = warning\n")
+        for mode, opts in MODES.items():
+            f.write(f"[routing:{mode}]\nbind_port = {ports[mode]}\ndestinations = {dests}\n"
+                    f"routing_strategy = round-robin\nmax_connections = 5000\n"
+                    f"client_ssl_cert = {cert}\nclient_ssl_key = {key}\n{opts}\n")
+    os.makedirs(f"{base}/{name}-log", exist_ok=True)
+    return conf
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--secs", type=int, default=8)
+    a = ap.parse_args()
+    t0 = time.time()
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mysqlrouter", "--example", "benchtool"],
+                   cwd=ROOT, check=True)
+    base = tempfile.mkdtemp(prefix="bench-tls-")
+    os.chmod(base, 0o755)
+    try:
+        cert, key = certs(base)
+        servers = [start_mariadb(base, cert, key) for _ in range(3)]
+        for p in servers:
+            run(["sysbench", "oltp_read_only", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={p}",
+                 "--mysql-user=t", "--mysql-password=t", "--mysql-db=sbtest", "--tables=4", "--table-size=10000",
+                 "prepare"])
+        ours = {m: free_port() for m in MODES}
+        theirs = {m: free_port() for m in MODES}
+        spawn([os.path.join(TARGET, "mysqlrouter"), "-c", router_conf(base, "ours", servers, cert, key, ours)])
+        spawn([ORACLE, "-c", router_conf(base, "oracle", servers, cert, key, theirs)])
+        for p in list(ours.values()) + list(theirs.values()):
+            wait_port(p)
+        time.sleep(1)
+        targets = {"direct": servers}
+        for m in MODES:
+            targets[f"ours {m}"] = [ours[m]]
+            targets[f"oracle {m}"] = [theirs[m]]
+        res = {t: {"ps": [], "ro": [], "conn": []} for t in targets}
+        for rnd in range(a.rounds):
+            order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
+            for t in order:
+                ports = targets[t]
+                for k, f in (("ps", lambda: sysbench("oltp_point_select", ports, a.secs)),
+                             ("ro", lambda: sysbench("oltp_read_only", ports, a.secs)),
+                             ("conn", lambda: connrate(ports, max(2, a.secs // 2)))):
+                    try:
+                        res[t][k].append(f())
+                    except Exception as e:  # a mode one router cannot do: recorded as 0
+                        print(f"{t} {k}: failed: {e}", file=sys.stderr)
+                        res[t][k].append(0.0)
+                print(f"round {rnd + 1} {t}: " + ", ".join(f"{k}={v[-1]:.0f}" for k, v in res[t].items()), flush=True)
+        med = {t: {k: statistics.median(v) for k, v in m.items()} for t, m in res.items()}
+        report(med, a, time.time() - t0)
+    finally:
+        cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def report(med, a, elapsed):
+    ratio = lambda x, y: f"{x / y:.2f}" if y else "n/a"
+    lines = ["| mode | measure | direct (TLS) | ours | Oracle 9.7.4 | ours/Oracle | ours/direct | ours/ours-PASSTHROUGH |",
+             "|---|---|---|---|---|---|---|---|"]
+    names = {"ps": "oltp_point_select tps", "ro": "oltp_read_only tps", "conn": "connections/s (TLS)"}
+    for m in MODES:
+        for k, n in names.items():
+            o, r, d, pt = med[f"ours {m}"][k], med[f"oracle {m}"][k], med["direct"][k], med["ours passthrough"][k]
+            lines.append(f"| {m} | {n} | {d:.0f} | {o:.0f} | {r:.0f} | {ratio(o, r)} | {ratio(o, d)} | {ratio(o, pt)} |")
+    table = "\n".join(lines)
+    print(table)
+    doc = f"""# Performance with TLS: this router vs Oracle's MySQL Router
+
+Measured by `python3 bench/tls.py --rounds {a.rounds} --secs {a.secs}` ({elapsed / 60:.1f} min) on
+{datetime.date.today().isoformat()}, {platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}.
+Clients (sysbench 16 threads with `--mysql-ssl=on`, `benchtool connrate ... tls` with 16 workers),
+both routers and three MariaDB 10.11 servers with TLS share the CPUs; medians over interleaved
+rounds; only ratios within one run mean anything.
+
+Modes (both routers, same options; round-robin over the three servers):
+* `passthrough`: `client_ssl_mode = PASSTHROUGH` — TLS end to end, the router relays bytes.
+* `term_tls`: `client_ssl_mode = PREFERRED`, `server_ssl_mode = AS_CLIENT` — the router
+  terminates the client's TLS and opens its own to the server.
+* `term_plain`: `client_ssl_mode = PREFERRED`, `server_ssl_mode = DISABLED` — TLS to the
+  router only.
+
+{table}
+
+A 0 means the mode failed for that router in this set-up (see the run's output).
+"""
+    with open(os.path.join(ROOT, "docs", "PERFORMANCE-TLS.md"), "w") as f:
+        f.write(doc)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(1)))
+    try:
+        main()
+    except BaseException:
+        cleanup()
+        raise
