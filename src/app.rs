@@ -237,6 +237,7 @@ async fn serve(
         close_all: close_rx,
     });
     let mut routes: Vec<Arc<Route>> = Vec::new();
+    crate::session::pooled::configure(config.pool);
     for r in &config.routes {
         let tls = if r.tls.terminates() {
             match crate::session::tls::build(&r.tls) {

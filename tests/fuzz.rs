@@ -303,6 +303,8 @@ fn fuzz_terminating_handshake() {
         .enable_all()
         .build()
         .unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let server_addr = listener.local_addr().unwrap();
     fuzz("terminate", |input| {
         let (mut from_client, mut from_server_bytes) = (Vec::new(), Vec::new());
         for (from_server, bytes) in chunks(input) {
@@ -314,15 +316,20 @@ fn fuzz_terminating_handshake() {
         }
         rt.block_on(async {
             let (client, mut client_peer) = tokio::io::duplex(1 << 20);
-            let (server, mut server_peer) = tokio::io::duplex(1 << 20);
             client_peer.write_all(&from_client).await.unwrap();
             client_peer.shutdown().await.unwrap();
-            server_peer.write_all(&from_server_bytes).await.unwrap();
-            server_peer.shutdown().await.unwrap();
+            // The server side is a real socket (pooling hands TCP streams around): a
+            // loopback pair whose far end sends the input's server bytes and closes.
+            let server = tokio::net::TcpStream::connect(server_addr).await.unwrap();
+            let (mut server_peer, _) = listener.accept().await.unwrap();
+            let _ = server_peer.write_all(&from_server_bytes).await;
+            let _ = server_peer.shutdown().await;
             let mut counts = mysqlrouter::relay::Counts::default();
             let hs = mysqlrouter::session::terminate::handshake(
                 client,
-                server,
+                mysqlrouter::session::terminate::ServerSide::Fresh(server),
+                || async { None },
+                "127.0.0.1:3306",
                 "127.0.0.1",
                 &cfg,
                 &ctx,

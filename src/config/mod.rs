@@ -10,6 +10,7 @@ pub mod http;
 pub mod ini;
 pub mod logger;
 pub mod monitor;
+pub mod pool;
 pub mod route;
 pub mod store;
 pub mod tls;
@@ -117,6 +118,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// `[monitor]`: the role monitor, when configured.
     pub monitor: Option<MonitorConfig>,
+    /// `[connection_pool]`: idle server connections kept for reuse.
+    pub pool: pool::PoolConfig,
     pub notices: Vec<Notice>,
 }
 
@@ -125,10 +128,6 @@ pub struct Config {
 const ACCEPTED: &[(&str, &[&str])] = &[
     ("keepalive", &["interval", "runs"]),
     ("io", &["backend", "threads"]),
-    (
-        "connection_pool",
-        &["max_idle_server_connections", "idle_timeout"],
-    ),
     ("rest_connection_pool", &["require_realm"]),
     ("rest_metadata_cache", &["require_realm"]),
 ];
@@ -346,6 +345,7 @@ fn known_options(name: &str) -> Option<&'static [&'static str]> {
         "syslog" => Some(&["level", "timestamp_precision", "identity"]),
         "destination_status" => Some(&["error_quarantine_threshold", "error_quarantine_interval"]),
         "monitor" => Some(monitor::KNOWN_OPTIONS),
+        "connection_pool" => Some(pool::KNOWN_OPTIONS),
         _ => ACCEPTED
             .iter()
             .chain(http::KNOWN)
@@ -421,6 +421,12 @@ pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, Config
             )));
         }
     }
+    let pools: Vec<&Section> = store
+        .sections
+        .iter()
+        .filter(|s| s.name == "connection_pool")
+        .collect();
+    let pool = pool::validate(store, &pools)?;
     let io_threads = match store.sections.iter().find(|s| s.name == "io") {
         Some(sec) => Lookup {
             store,
@@ -484,6 +490,7 @@ pub fn validate_files(store: &Store, files: &[PathBuf]) -> Result<Config, Config
         io_threads,
         http,
         monitor,
+        pool,
         notices,
     })
 }

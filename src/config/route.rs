@@ -167,6 +167,10 @@ pub struct RouteConfig {
     /// `Some` when the route follows server roles (`role` is set).
     pub roles: Option<RoleOptions>,
     pub tls: super::tls::TlsConfig,
+    /// `connection_sharing` (validated; see `sharing_ignored`).
+    pub connection_sharing: bool,
+    /// `connection_sharing_delay` (default 1 s).
+    pub connection_sharing_delay: Duration,
 }
 
 fn invalid(msg: String) -> ConfigError {
@@ -393,29 +397,23 @@ pub fn validate(
             )));
         }
     }
-    if l.boolean("connection_sharing")? == Some(true) {
-        notices.push(Notice {
-            domain: "routing",
-            level: Level::Warning,
-            message: format!(
-                "[{name}].connection_sharing=1 has been ignored, as connection sharing is not implemented by this router"
-            ),
-        });
-    }
-    // Options of features this router does not have (connection sharing, read-write
-    // splitting, TLS session caches): validated like MySQL Router, otherwise ignored.
-    if let Some(f) = l.get("connection_sharing_delay")? {
-        if !f
+    let connection_sharing = l.boolean("connection_sharing")? == Some(true);
+    let connection_sharing_delay = match l.get("connection_sharing_delay")? {
+        // An empty value means the default (MySQL Router 9.7.4 starts with it).
+        None => 1.0,
+        Some(f) if f.value.trim().is_empty() => 1.0,
+        Some(f) => f
             .value
             .parse::<f64>()
-            .is_ok_and(|v| v >= 0.0 && v.is_finite())
-        {
-            return Err(invalid(format!(
-                "option connection_sharing_delay in [{}] needs value between 0 and 1.79769e+308 inclusive, was '{}'",
-                f.from, f.value
-            )));
-        }
-    }
+            .ok()
+            .filter(|v| *v >= 0.0 && v.is_finite())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "option connection_sharing_delay in [{}] needs value between 0 and 1.79769e+308 inclusive, was '{}'",
+                    f.from, f.value
+                ))
+            })?,
+    };
     l.boolean("wait_for_my_writes")?;
     l.uint("wait_for_my_writes_timeout", 0, 3600, 2)?;
     l.boolean("router_require_enforce")?;
@@ -430,6 +428,13 @@ pub fn validate(
         l.uint(&format!("{side}_ssl_session_cache_timeout"), 0, 86400, 300)?;
     }
     let tls = super::tls::validate(&l, protocol)?;
+    if connection_sharing {
+        notices.push(Notice {
+            domain: "routing_plugin",
+            level: Level::Warning,
+            message: sharing_ignored(&name, &tls),
+        });
+    }
     let roles = parse_role_options(&l, role)?;
 
     let port = bind_addr_port.or(bind_port);
@@ -471,7 +476,28 @@ pub fn validate(
         net_buffer_length,
         roles,
         tls,
+        connection_sharing,
+        connection_sharing_delay: Duration::from_secs_f64(connection_sharing_delay.min(1e12)),
     })
+}
+
+/// Why `connection_sharing = 1` has no effect: MySQL Router's texts where it refuses
+/// sharing (PASSTHROUGH; PREFERRED with AS_CLIENT); elsewhere ours, since this router
+/// pools the server connections of sessions that end but does not yet share the
+/// connections of idle sessions.
+fn sharing_ignored(name: &str, tls: &super::tls::TlsConfig) -> String {
+    use super::tls::{ClientSslMode, ServerSslMode};
+    match (tls.client_mode, tls.server_mode) {
+        (ClientSslMode::Passthrough, _) => format!(
+            "[{name}].connection_sharing=1 has been ignored, as client_ssl_mode=PASSTHROUGH."
+        ),
+        (ClientSslMode::Preferred, ServerSslMode::AsClient) => format!(
+            "[{name}].connection_sharing=1 has been ignored, as client_ssl_mode=PREFERRED and server_ssl_mode=AS_CLIENT."
+        ),
+        _ => format!(
+            "[{name}].connection_sharing=1 has been ignored, as sharing the server connections of idle sessions is not implemented by this router (server connections of sessions that end are reused per [connection_pool])"
+        ),
+    }
 }
 
 /// `role`: MySQL Router's values and message (for the metadata-cache URL's `role`).

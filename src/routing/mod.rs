@@ -37,6 +37,7 @@ use crate::protocol::errors;
 use crate::quarantine::Quarantine;
 use crate::stats::{self, Connections, DestStats, Refused, RouteStats};
 use accept_errors::AcceptErrors;
+use crate::session::terminate::ServerSide;
 use admission::{Admission, Refusal};
 use policy::Policy;
 use session::refuse;
@@ -510,12 +511,12 @@ impl Route {
         let mut close_all = self.shared.close_all.clone();
         let tls = self.tls.clone();
         let serve = async {
-            match tls {
-                Some(tls) => {
+            match (tls, server) {
+                (Some(tls), server) => {
                     // The terminating path counts its bytes itself; they reach the
                     // connection's record when it ends.
                     live.connected(stats::now_us());
-                    self.serve_terminated(client, server, addr, &peer, ip, &tls)
+                    self.serve_terminated(client, server, idx, &peer, ip, &tls)
                         .await
                         .map(|c| {
                             let now = stats::now_us();
@@ -523,7 +524,11 @@ impl Route {
                             live.down.add(c.down, now);
                         })
                 }
-                None => self.serve_client(&client, &server, &peer, ip, live).await,
+                (None, ServerSide::Fresh(server)) => {
+                    self.serve_client(&client, &server, &peer, ip, live).await
+                }
+                // `connect` takes pooled connections only for terminating routes.
+                (None, ServerSide::Pooled(..)) => Ok(()),
             }
         };
         let result = tokio::select! {
@@ -566,11 +571,7 @@ impl Route {
 
     /// Tries the destinations in the policy's order. `Err` when none connected (the
     /// ERROR line has been logged).
-    async fn connect(
-        &self,
-        fd: i32,
-        peer: &str,
-    ) -> Result<(tokio::net::TcpStream, usize), NotConnected> {
+    async fn connect(&self, fd: i32, peer: &str) -> Result<(ServerSide, usize), NotConnected> {
         let sec = &self.cfg.section;
         let q = &self.shared.quarantine;
         let mut attempts: Vec<String> = Vec::new();
@@ -585,10 +586,32 @@ impl Route {
                 attempts.push(format!("connect(/* {key} */): is quarantined"));
                 continue;
             }
+            // A terminating route that offers TLS first looks for an idle server
+            // connection (only TLS clients may use one: see session::pool_auth).
+            let offers_tls = self.tls.is_some()
+                && self.cfg.tls.client_mode != crate::config::tls::ClientSslMode::Disabled;
+            let pooled = match offers_tls && crate::session::pooled::enabled() {
+                true => crate::session::pooled::take(|k| k.destination == *key),
+                false => None,
+            };
+            if let Some((k, p)) = pooled {
+                tracing::debug!(target: "routing", "[{sec}] fd={fd} taking a pooled server connection to '{key}'");
+                if let Some(sw) = self.policy.connected(&plan, idx) {
+                    self.dest_stats[sw.to].switched_to();
+                    tracing::warn!(
+                        target: "routing",
+                        "[{sec}] switched destination from '{}' to '{}'",
+                        self.keys[sw.from],
+                        self.keys[sw.to]
+                    );
+                }
+                return Ok((ServerSide::Pooled(k, p), idx));
+            }
             let t = std::time::Instant::now();
             match connect::connect(&self.cfg.destinations[idx], self.cfg.connect_timeout).await {
                 Ok(s) => {
                     self.dest_stats[idx].connected(t.elapsed());
+                    let s = ServerSide::Fresh(s);
                     q.report_success(key);
                     if let Some(sw) = self.policy.connected(&plan, idx) {
                         self.dest_stats[sw.to].switched_to();

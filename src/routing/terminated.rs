@@ -9,16 +9,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Route;
 use crate::config::addr::split_host_port;
 use crate::relay::Counts;
-use crate::session::terminate::{self, End};
+use crate::session::terminate::{self, End, ServerSide};
 use crate::session::tls::Contexts;
+use crate::session::{pool_relay, pooled};
 
 impl Route {
     /// Handshake (terminated, counted) then relay; returns the bytes moved.
     pub(super) async fn serve_terminated<C>(
         &self,
         client: C,
-        server: tokio::net::TcpStream,
-        addr: &str,
+        server: ServerSide,
+        idx: usize,
         peer: &str,
         ip: Option<IpAddr>,
         tls: &Contexts,
@@ -27,6 +28,7 @@ impl Route {
         C: AsyncRead + AsyncWrite + Unpin,
     {
         let sec = &self.cfg.section;
+        let addr = self.keys[idx].as_str();
         let host = split_host_port(addr)
             .map(|(h, _)| h)
             .unwrap_or(addr)
@@ -34,7 +36,20 @@ impl Route {
         let mut counts = Counts::default();
         let end = tokio::time::timeout(
             self.cfg.client_connect_timeout,
-            terminate::handshake(client, server, &host, &self.cfg.tls, tls, &mut counts),
+            terminate::handshake(
+                client,
+                server,
+                || async {
+                    super::connect::connect(&self.cfg.destinations[idx], self.cfg.connect_timeout)
+                        .await
+                        .ok()
+                },
+                addr,
+                &host,
+                &self.cfg.tls,
+                tls,
+                &mut counts,
+            ),
         )
         .await;
         let failed = match end {
@@ -42,6 +57,7 @@ impl Route {
                 client,
                 server,
                 server_refused,
+                session,
             }) => {
                 if let Some(ip) = ip {
                     self.admission.reset(ip);
@@ -49,9 +65,23 @@ impl Route {
                 if server_refused {
                     return Ok(counts);
                 }
-                let rest = terminate::relay(client, server, self.cfg.net_buffer_length).await;
+                if session.reused {
+                    tracing::debug!(target: "routing", "[{sec}] {peer} -> {addr}: reusing a pooled server connection");
+                }
+                if !(pooled::enabled() && session.poolable()) {
+                    let rest = terminate::relay(client, server, self.cfg.net_buffer_length).await;
+                    counts.up += rest.up;
+                    counts.down += rest.down;
+                    return Ok(counts);
+                }
+                let (rest, reusable) =
+                    pool_relay::relay(client, server, session.caps, self.cfg.net_buffer_length)
+                        .await;
                 counts.up += rest.up;
                 counts.down += rest.down;
+                if let Some(server) = reusable {
+                    pooled::park(session.key, server, session.greeting).await;
+                }
                 return Ok(counts);
             }
             Ok(End::Bad(why)) => {

@@ -1,5 +1,5 @@
 //! Protocol-aware sessions: routes whose router speaks the classic handshake itself
-//! (TLS termination today; pooling and read/write splitting will attach here). Routes
+//! (TLS termination, the connection pool; read/write splitting will attach here). Routes
 //! in PASSTHROUGH mode never come here: they keep `relay.rs`, the byte-for-byte fast
 //! path.
 //!
@@ -8,7 +8,16 @@
 //! * [`stream`]: a hop that is plain or TLS.
 //! * [`rsa`]: the password encryption of caching_sha2 full authentication over a
 //!   plain server hop.
+//! * [`pool`]: the pool's policy (keys, warmest-first, idle timeout, the global bound),
+//!   pure; [`pooled`]: the per-thread pools of real connections (reset, liveness,
+//!   sweeper); [`pool_auth`]: logging a new client in on a pooled connection without
+//!   knowing its password; [`pool_relay`]: the relay that hands the server connection
+//!   back when the client quits at a safe point.
 
+pub mod pool;
+pub mod pool_auth;
+pub mod pool_relay;
+pub mod pooled;
 pub mod rsa;
 pub mod stream;
 pub mod terminate;

@@ -31,8 +31,12 @@ use crate::protocol::caps::flag;
 use crate::protocol::errors;
 use crate::relay::Counts;
 
+use super::pool::{self, Key};
+use super::pool_auth;
+use super::pooled::{self, Parked};
 use super::stream::MaybeTls;
 use super::tls::Contexts;
+use tokio::net::TcpStream;
 
 /// Largest handshake packet accepted from a client (a response with attributes is a
 /// few hundred bytes; MySQL's own limit before authentication is 16 KiB-ish).
@@ -43,13 +47,15 @@ const SHA256: &[u8] = b"sha256_password";
 
 /// How a terminated handshake ended, for the route's counting and logging.
 #[derive(Debug)]
-pub enum End<C, S> {
+pub enum End<C> {
     /// Authentication went through (or the server refused it): relay from here.
     Authenticated {
         client: MaybeTls<C>,
-        server: MaybeTls<S>,
+        server: MaybeTls<TcpStream>,
         /// The server's verdict was an ERR: forward nothing more.
         server_refused: bool,
+        /// What pooling needs to park the server connection after the client quits.
+        session: Session,
     },
     /// The client sent something that is not a handshake (1043 has been sent).
     Bad(String),
@@ -59,6 +65,54 @@ pub enum End<C, S> {
     ServerFailed(String),
     /// The client was refused with an error it can read (e.g. TLS required).
     Refused(String),
+}
+
+/// Where the server connection came from, and what parking it later needs.
+pub enum ServerSide {
+    /// Just connected; the greeting is still to be read.
+    Fresh(TcpStream),
+    /// Taken from the pool: authenticated and reset, greeting known.
+    Pooled(Key, Parked),
+}
+
+/// A finished handshake's facts for pooling.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The key to park the server connection under.
+    pub key: Key,
+    /// The greeting the server sent when this server connection was opened.
+    pub greeting: Vec<u8>,
+    /// Capabilities both ends of the session agreed on (the client's response ∧ the
+    /// server's greeting).
+    pub caps: u64,
+    /// The client hop is TLS (only such sessions' connections are pooled: see
+    /// `pool_auth`).
+    pub client_tls: bool,
+    /// The session runs on a pooled connection.
+    pub reused: bool,
+}
+
+impl Session {
+    /// Whether the server connection may be parked when the client quits.
+    pub fn poolable(&self) -> bool {
+        self.client_tls
+            && self.key.caps & flag::PLUGIN_AUTH != 0
+            && self.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0
+    }
+}
+
+/// The capabilities a greeting offers (low and high 16 bits; MariaDB's extended
+/// capabilities from the filler when the server announces them).
+fn greeting_caps(g: &[u8], l: &GreetingLayout) -> u64 {
+    let at = |i: usize| g.get(i).copied().unwrap_or(0) as u64;
+    let lo = at(l.caps_lo) | at(l.caps_lo + 1) << 8;
+    let hi = at(l.caps_lo + 5) | at(l.caps_lo + 6) << 8;
+    let mut caps = lo | hi << 16;
+    if caps & flag::LONG_PASSWORD == 0 {
+        let e = l.caps_lo + 14;
+        caps |= (at(e) | at(e + 1) << 8 | at(e + 2) << 16 | at(e + 3) << 24) << 32;
+    }
+    caps
 }
 
 /// A packet read whole: sequence id and payload.
@@ -155,27 +209,47 @@ fn server_name(host: &str) -> rustls::pki_types::ServerName<'static> {
 
 /// Runs the terminated handshake. `client` is the accepted client stream, `server`
 /// the connected server socket; `host` names the server for certificate checks.
-pub async fn handshake<C, S>(
+///
+/// With a pooled connection (`ServerSide::Pooled`) the client is greeted with that
+/// connection's greeting; a TLS client with the same capabilities then authenticates
+/// on it by COM_CHANGE_USER, any other client on a fresh connection from `fresh`
+/// (see `pool_auth`). `destination` is the key's `host:port`.
+#[allow(clippy::too_many_arguments)]
+pub async fn handshake<C, F, Fut>(
     client: C,
-    server: S,
+    server: ServerSide,
+    fresh: F,
+    destination: &str,
     host: &str,
     cfg: &TlsConfig,
     ctx: &Contexts,
     counts: &mut Counts,
-) -> End<C, S>
+) -> End<C>
 where
     C: AsyncRead + AsyncWrite + Unpin,
-    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Option<TcpStream>>,
 {
     let mut client = MaybeTls::Plain(client);
-    let mut server = MaybeTls::Plain(server);
-
-    // 1. The server's greeting.
-    let greeting = match read_packet(&mut server).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return End::ServerFailed("closed before its greeting".into()),
-        Err(e) => return End::ServerFailed(format!("greeting: {e}")),
+    let (mut server, mut pooled) = match server {
+        ServerSide::Fresh(s) => (Some(MaybeTls::Plain(s)), None),
+        ServerSide::Pooled(k, p) => (None, Some((k, p))),
     };
+
+    // 1. The server's greeting (a pooled connection's is known).
+    let greeting = match (&mut server, &pooled) {
+        (_, Some((_, p))) => Packet {
+            seq: 0,
+            payload: p.greeting.clone(),
+        },
+        (Some(server), None) => match read_packet(server).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return End::ServerFailed("closed before its greeting".into()),
+            Err(e) => return End::ServerFailed(format!("greeting: {e}")),
+        },
+        (None, None) => return End::ServerFailed("no server connection".into()),
+    };
+    let mut original_greeting = greeting.payload.clone();
     if greeting.payload.first() == Some(&0xFF) {
         // The server refuses (its own 1040/1129): pass it on, as in PASSTHROUGH.
         let _ = write_packet(
@@ -192,7 +266,8 @@ where
     };
     let mut g = greeting.payload.clone();
     let server_caps_lo = u16::from_le_bytes([g[layout.caps_lo], g[layout.caps_lo + 1]]);
-    let server_has_ssl = server_caps_lo as u64 & flag::SSL != 0;
+    let mut server_has_ssl = server_caps_lo as u64 & flag::SSL != 0;
+    let mut server_caps = greeting_caps(&g, &layout);
     let mut nonce: Vec<u8> = g[layout.nonce1..layout.nonce1 + 8].to_vec();
     nonce.extend_from_slice(&g[layout.nonce2..layout.nonce2 + 12]);
     let offer_ssl = cfg.client_mode != ClientSslMode::Disabled && ctx.acceptor.is_some();
@@ -285,7 +360,72 @@ where
         ServerSslMode::AsClient => client_tls,
     };
     let mut cseq: u8 = if client_tls { 3 } else { 2 }; // next id towards the client
-    if server_tls && (!server_has_ssl || ctx.connector.is_none()) {
+    let client_caps = pool::grammar_caps(&response).unwrap_or(0);
+    let key = Key {
+        destination: destination.to_string(),
+        server_tls,
+        caps: client_caps,
+    };
+
+    // 3a. A pooled connection: COM_CHANGE_USER on it, or a fresh one instead.
+    let mut change_user = None;
+    let mut ask_for_switch = false;
+    if let Some((pkey, parked)) = pooled.take() {
+        match pool_auth::change_user(&response) {
+            Some(cu) if client_tls && pkey == key => {
+                server = Some(parked.server);
+                change_user = Some(cu);
+            }
+            _ => {
+                if client_tls {
+                    pooled::put_back(pkey, parked);
+                } else {
+                    // A plain client's token for this nonce went in clear: never
+                    // hand this connection to anyone again.
+                    drop(parked);
+                }
+                let Some(mut s) = fresh().await.map(MaybeTls::Plain) else {
+                    let e = errors::classic_error41(
+                        cseq,
+                        errors::CR_CONN_HOST_ERROR,
+                        "HY000",
+                        errors::MSG_NO_DESTINATION,
+                    );
+                    let _ = client.write_all(&e).await;
+                    let _ = client.flush().await;
+                    return End::ServerFailed("connecting afresh failed".into());
+                };
+                let fresh_greeting = match read_packet(&mut s).await {
+                    Ok(Some(p)) if p.payload.first() != Some(&0xFF) => p.payload,
+                    Ok(Some(p)) => {
+                        let _ = write_packet(&mut client, cseq, &p.payload, &mut counts.down).await;
+                        return End::ServerFailed("the server refused the connection".into());
+                    }
+                    Ok(None) => return End::ServerFailed("closed before its greeting".into()),
+                    Err(e) => return End::ServerFailed(format!("greeting: {e}")),
+                };
+                let Some(l) = greeting_layout(&fresh_greeting) else {
+                    return End::ServerFailed("malformed greeting".into());
+                };
+                server_caps = greeting_caps(&fresh_greeting, &l);
+                server_has_ssl = server_caps & flag::SSL != 0;
+                original_greeting = fresh_greeting;
+                server = Some(s);
+                ask_for_switch = true;
+            }
+        }
+    }
+    let Some(mut server) = server else {
+        return End::ServerFailed("no server connection".into());
+    };
+    let session = Session {
+        key,
+        greeting: original_greeting,
+        caps: client_caps & (server_caps | flag::SSL),
+        client_tls,
+        reused: change_user.is_some(),
+    };
+    if server_tls && change_user.is_none() && (!server_has_ssl || ctx.connector.is_none()) {
         let e = errors::classic_error41(
             cseq,
             CR_SSL_CONNECTION_ERROR,
@@ -297,7 +437,15 @@ where
         counts.down += e.len() as u64;
         return End::Refused("the server does not offer TLS".into());
     }
-    let mut response = response;
+    let mut response = match ask_for_switch {
+        // The client scrambled against another connection's nonce: let the server
+        // send its own in an auth switch.
+        true => match pool_auth::ask_for_switch(&response) {
+            Some(r) => r,
+            None => return End::ServerFailed("the client cannot follow an auth switch".into()),
+        },
+        false => response,
+    };
     set_ssl_bit(&mut response, server_tls);
     // sha256_password named in the response of a TLS client carries the password in
     // clear: on a plain server hop, ask for the server's key instead and send the
@@ -313,7 +461,12 @@ where
     }
     let mut sseq: u8 = 1;
     let mut ignore = 0u64;
-    if server_tls {
+    if let Some(cu) = &change_user {
+        // Pooled: the connection is authenticated (and TLS, if its key says so).
+        if let Err(e) = write_packet(&mut server, 0, cu, &mut ignore).await {
+            return End::ServerFailed(format!("change user: {e}"));
+        }
+    } else if server_tls {
         let mut req = response[..32].to_vec();
         set_ssl_bit(&mut req, true);
         if let Err(e) = write_packet(&mut server, 1, &req, &mut ignore).await {
@@ -339,8 +492,10 @@ where
         };
         sseq = 2;
     }
-    if let Err(e) = write_packet(&mut server, sseq, &response, &mut ignore).await {
-        return End::ServerFailed(format!("handshake response: {e}"));
+    if change_user.is_none() {
+        if let Err(e) = write_packet(&mut server, sseq, &response, &mut ignore).await {
+            return End::ServerFailed(format!("handshake response: {e}"));
+        }
     }
     sseq = sseq.wrapping_add(1);
 
@@ -402,8 +557,8 @@ where
                 }
                 cseq = cseq.wrapping_add(1);
                 match kind {
-                    Some(0x00) => return End::Authenticated { client, server, server_refused: false },
-                    Some(0xFF) => return End::Authenticated { client, server, server_refused: true },
+                    Some(0x00) => return End::Authenticated { client, server, server_refused: false, session },
+                    Some(0xFF) => return End::Authenticated { client, server, server_refused: true, session },
                     _ => client_sent_more = false,
                 }
             }

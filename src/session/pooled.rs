@@ -1,0 +1,223 @@
+//! The idle server connections of this process: one [`Pool`] per I/O worker thread
+//! (a connection stays on the runtime whose reactor registered its socket), bounded
+//! together by `[connection_pool] max_idle_server_connections` (a [`Budget`]).
+//!
+//! * Parking ([`park`]): after a client quit at a safe point of a TLS-terminated
+//!   session, its server connection gets COM_RESET_CONNECTION (rolls back, drops
+//!   temporary tables, user variables, prepared statements, locks, resets session
+//!   variables); only when the server answers OK is it parked, with the server's
+//!   original greeting (a later client is greeted with it).
+//! * Taking ([`take`]): the warmest connection of the key that has not outstayed
+//!   `idle_timeout` and whose socket is still quiet; a socket that is readable (the
+//!   server's ERR before it closes: KILL, wait_timeout, shutdown) or closed is dropped,
+//!   never handed out.
+//! * A sweeper task per worker drops expired and dead connections every second, so
+//!   neither the server nor the budget keeps them.
+
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::pool::{Budget, Key, Pool};
+use super::stream::MaybeTls;
+use crate::config::pool::PoolConfig;
+
+/// A parked server connection: authenticated, reset, idle.
+#[derive(Debug)]
+pub struct Parked {
+    pub server: MaybeTls<TcpStream>,
+    /// The greeting the server sent when the connection was opened (its thread id and
+    /// the nonce it checks COM_CHANGE_USER against).
+    pub greeting: Vec<u8>,
+}
+
+struct Global {
+    cfg: PoolConfig,
+    budget: Budget,
+}
+
+static GLOBAL: OnceLock<Global> = OnceLock::new();
+
+thread_local! {
+    static POOL: RefCell<Option<Pool<Parked>>> = const { RefCell::new(None) };
+}
+
+/// Sets the process's pool configuration (once, at start-up).
+pub fn configure(cfg: PoolConfig) {
+    let _ = GLOBAL.set(Global {
+        cfg,
+        budget: Budget::new(cfg.max_idle_server_connections as usize),
+    });
+}
+
+/// Whether server connections are pooled at all.
+pub fn enabled() -> bool {
+    GLOBAL.get().is_some_and(|g| g.cfg.enabled())
+}
+
+/// Connections parked now, over all workers.
+pub fn idle_count() -> usize {
+    GLOBAL.get().map_or(0, |g| g.budget.used())
+}
+
+fn fd_of(s: &MaybeTls<TcpStream>) -> RawFd {
+    match s {
+        MaybeTls::Plain(t) => t.as_raw_fd(),
+        MaybeTls::ClientTls(t) => t.get_ref().0.as_raw_fd(),
+        MaybeTls::ServerTls(t) => t.get_ref().0.as_raw_fd(),
+    }
+}
+
+/// An idle connection is alive when its socket has nothing to read and is not closed.
+fn is_quiet(s: &MaybeTls<TcpStream>) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a valid fd owned by `s`, a 1-byte buffer we own; MSG_PEEK consumes nothing.
+    let n = unsafe {
+        libc::recv(
+            fd_of(s),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0
+        && matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN) | Some(libc::EINTR)
+        )
+}
+
+const COM_QUIT: [u8; 5] = [1, 0, 0, 0, 0x01];
+const COM_RESET_CONNECTION: [u8; 5] = [1, 0, 0, 0, 0x1f];
+
+/// Says goodbye politely (COM_QUIT), so the server does not count an aborted client.
+async fn close(mut s: MaybeTls<TcpStream>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = s.write_all(&COM_QUIT).await;
+        let _ = s.flush().await;
+        let _ = s.shutdown().await;
+    })
+    .await;
+}
+
+/// Resets `server` and parks it under `key`; closes it when the pool is full or off,
+/// or when the reset fails.
+pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>) {
+    let Some(g) = GLOBAL.get() else {
+        return close(server).await;
+    };
+    // idle_timeout = 0: nothing could ever be taken, so do not park at all.
+    if !g.cfg.enabled() || g.cfg.idle_timeout.is_zero() || !g.budget.try_reserve() {
+        return close(server).await;
+    }
+    let reset = tokio::time::timeout(Duration::from_secs(2), async {
+        server.write_all(&COM_RESET_CONNECTION).await?;
+        server.flush().await?;
+        let mut hdr = [0u8; 5];
+        server.read_exact(&mut hdr).await?;
+        let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
+        // OK (header 0x00, sequence id 1; session-state data may make it long, but
+        // never megabytes); anything else is not a clean reset.
+        if hdr[4] != 0x00 || hdr[3] != 1 || len == 0 || len > 1 << 16 {
+            return Ok::<bool, std::io::Error>(false);
+        }
+        let mut rest = vec![0u8; len - 1];
+        server.read_exact(&mut rest).await?;
+        Ok(true)
+    })
+    .await;
+    if !matches!(reset, Ok(Ok(true))) {
+        g.budget.release(1);
+        tracing::debug!(target: "routing", "connection pool: reset of a server connection to '{}' failed, closing it", key.destination);
+        return close(server).await;
+    }
+    tracing::debug!(target: "routing", "connection pool: parked a server connection to '{}'", key.destination);
+    put(key, Parked { server, greeting }, g);
+}
+
+/// Returns a connection taken by [`take`] that was not used (nothing was sent on it).
+pub fn put_back(key: Key, parked: Parked) {
+    match GLOBAL.get() {
+        Some(g) if g.budget.try_reserve() => put(key, parked, g),
+        _ => {
+            tokio::spawn(close(parked.server));
+        }
+    }
+}
+
+fn put(key: Key, parked: Parked, g: &'static Global) {
+    let start_sweeper = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let fresh = p.is_none();
+        p.get_or_insert_with(|| Pool::new(g.cfg.idle_timeout))
+            .park(key, parked, Instant::now());
+        fresh
+    });
+    if start_sweeper {
+        tokio::spawn(sweep(g));
+    }
+}
+
+/// The warmest live parked connection whose key satisfies `matches`.
+pub fn take(matches: impl Fn(&Key) -> bool) -> Option<(Key, Parked)> {
+    let g = GLOBAL.get()?;
+    loop {
+        let (key, parked) =
+            POOL.with(|p| p.borrow_mut().as_mut()?.take(&matches, Instant::now()))?;
+        g.budget.release(1);
+        if is_quiet(&parked.server) {
+            return Some((key, parked));
+        }
+        tracing::debug!(target: "routing", "connection pool: dropped a closed server connection to '{}'", key.destination);
+    }
+}
+
+/// The greeting of the warmest parked connection to `destination` (any capabilities),
+/// taken out of the pool: the router greets a new client with it before it knows the
+/// client's capabilities.
+pub fn take_any(destination: &str, server_tls: bool) -> Option<(Key, Parked)> {
+    take(|k| k.destination == destination && k.server_tls == server_tls)
+}
+
+/// Drops expired and dead connections of this worker, every second while any are
+/// parked.
+async fn sweep(g: &'static Global) {
+    loop {
+        tokio::time::sleep(
+            Duration::from_secs(1).min(g.cfg.idle_timeout.max(Duration::from_millis(100))),
+        )
+        .await;
+        let (gone, empty) = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let Some(pool) = p.as_mut() else {
+                return (Vec::new(), true);
+            };
+            let mut gone = pool.expire(Instant::now());
+            gone.extend(pool.remove_where(|c, _| !is_quiet(&c.server)));
+            (gone, pool.is_empty())
+        });
+        if !gone.is_empty() {
+            g.budget.release(gone.len());
+            tracing::debug!(target: "routing", "connection pool: closed {} idle server connection(s) (idle_timeout or closed by the server)", gone.len());
+        }
+        for c in gone {
+            close(c.server).await;
+        }
+        if empty {
+            POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.as_ref().is_some_and(|x| x.is_empty()) {
+                    *p = None;
+                }
+            });
+            // `put` starts a new sweeper when the pool is created again.
+            if POOL.with(|p| p.borrow().is_none()) {
+                return;
+            }
+        }
+    }
+}

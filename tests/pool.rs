@@ -1,0 +1,556 @@
+//! Connection pooling through the binary: `[connection_pool]` and the route options as
+//! MySQL Router 9.7.4 has them, and server connections of TLS sessions that end being
+//! reset, parked and reused by later clients — with a real MariaDB (and MySQL 9.7) and
+//! the real `mariadb` / 9.7 `mysql` CLIs. A reused connection is recognised by its
+//! server thread id (`CONNECTION_ID()`), which the router cannot fake.
+
+mod common;
+
+use common::{free_port, tmp_dir, MariaDb, Router};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A self-signed certificate for the router's client hop.
+fn cert() -> &'static (String, String) {
+    static C: OnceLock<(String, String)> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = tmp_dir("pool-pki");
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)");
+        assert!(st.success(), "openssl req failed");
+        let p = |f: &str| dir.join(f).display().to_string();
+        (p("cert.pem"), p("key.pem"))
+    })
+}
+
+fn server() -> &'static MariaDb {
+    static S: OnceLock<MariaDb> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = MariaDb::start_with(&["--max-allowed-packet=64M".into()]);
+        admin(&s, "CREATE DATABASE IF NOT EXISTS pooltest; CREATE TABLE IF NOT EXISTS pooltest.k (x INT) ENGINE=InnoDB; \
+             CREATE USER IF NOT EXISTS 'pb'@'%' IDENTIFIED BY 'pb'; GRANT ALL ON *.* TO 'pb'@'%';");
+        s
+    })
+}
+
+/// SQL as root over the server's socket.
+fn admin(s: &MariaDb, sql: &str) -> String {
+    let o = Command::new("mariadb")
+        .args(["--no-defaults", "-uroot", "-S"])
+        .arg(&s.socket)
+        .args(["-N", "-B", "-e", sql])
+        .output()
+        .expect("mariadb client");
+    assert!(
+        o.status.success(),
+        "admin {sql:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A terminating route (client hop TLS if the client asks, plain server hop) with a
+/// pool; one I/O thread, so every session meets the same pool.
+fn router(pool: &str) -> (Router, u16) {
+    let (c, k) = cert();
+    let port = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\n{pool}\n\n[routing:pool]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\n",
+        server().addr()
+    );
+    (Router::start_with(&body, &[port], "debug", &[]), port)
+}
+
+/// The `mariadb` CLI through the router as `user`/`pass`, TLS on or off, `--force` so
+/// that one failing statement does not hide the others' output.
+fn cli(port: u16, tls: bool, user: &str, pass: &str, sql: &str) -> Output {
+    Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--protocol=TCP",
+        ])
+        .arg(if tls { "--ssl" } else { "--skip-ssl" })
+        .args([
+            "--ssl-verify-server-cert=0",
+            "-u",
+            user,
+            &format!("-p{pass}"),
+        ])
+        .args(["-N", "-B", "--force", "--connect-timeout=5", "-e", sql])
+        .output()
+        .expect("mariadb client")
+}
+
+fn out(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn conn_id(port: u16, tls: bool) -> u64 {
+    out(&cli(port, tls, "t", "t", "SELECT CONNECTION_ID()"))
+        .trim()
+        .parse()
+        .expect("a thread id")
+}
+
+/// Server threads of user `pb` (only the pool-limit test logs in as `pb`, so other
+/// tests running at the same time do not count).
+fn router_threads(s: &MariaDb) -> usize {
+    admin(
+        s,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'pb'",
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+fn wait_until(max: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + max;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn a_reused_connection_carries_nothing_of_the_previous_client() {
+    let (_r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    // Client A leaves every kind of session state behind.
+    let a = out(&cli(
+        port,
+        true,
+        "t",
+        "t",
+        "SELECT CONNECTION_ID(); SET @v = 42; USE pooltest; \
+         CREATE TEMPORARY TABLE tmp_a (x INT); SET SESSION sql_mode = 'ANSI_QUOTES'; \
+         SET SESSION wait_timeout = 77; SELECT GET_LOCK('pool_lock_a', 0); \
+         START TRANSACTION; INSERT INTO k VALUES (1); SELECT 'left'",
+    ));
+    let a_id: u64 = a.lines().next().unwrap().trim().parse().unwrap();
+    assert!(a.contains("left"), "{a}");
+    // Client B gets A's server connection, in the state of a new session.
+    let b = cli(
+        port,
+        true,
+        "t",
+        "t",
+        "SELECT CONNECTION_ID(), @v IS NULL, DATABASE() IS NULL, \
+         @@session.sql_mode = @@global.sql_mode, @@session.wait_timeout = @@global.wait_timeout, \
+         IS_FREE_LOCK('pool_lock_a'), (SELECT COUNT(*) FROM pooltest.k), @@in_transaction; \
+         SELECT * FROM pooltest.tmp_a",
+    );
+    let so = String::from_utf8_lossy(&b.stdout);
+    let se = String::from_utf8_lossy(&b.stderr);
+    assert_eq!(
+        so.trim(),
+        format!("{a_id}\t1\t1\t1\t1\t1\t0\t0"),
+        "stderr: {se}"
+    );
+    assert!(
+        se.contains("ERROR 1146") && se.contains("tmp_a"),
+        "the temporary table survived: {se}"
+    );
+}
+
+#[test]
+fn wrong_passwords_on_a_pooled_connection_get_1045_and_no_session() {
+    let (r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    let s = server();
+    for (user, pass) in [("t", "wrong"), ("nosuchuser", "t")] {
+        // Park one, so that this login meets a pooled connection.
+        conn_id(port, true);
+        let o = cli(port, true, user, pass, "SELECT 'got a session'");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "{user}/{pass} got in: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("got a session"));
+        // The server's own verdict, as a direct login gets it.
+        let direct = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &s.port.to_string(),
+                "--protocol=TCP",
+            ])
+            .args(["-u", user, &format!("-p{pass}"), "-e", "SELECT 1"])
+            .output()
+            .unwrap();
+        let d = String::from_utf8_lossy(&direct.stderr);
+        let code = |t: &str| t.split_whitespace().nth(1).unwrap_or_default().to_string();
+        assert!(e.contains("(28000): Access denied"), "{e}");
+        assert_eq!(code(&e), code(&d), "through the pool: {e}; direct: {d}");
+        if user == "t" {
+            assert!(e.contains("ERROR 1045 (28000)"), "{e}");
+        }
+    }
+    // The right password still works, and the pool took part at all.
+    let again = conn_id(port, true);
+    assert_ne!(again, 0);
+    assert!(
+        r.log_text().contains("taking a pooled server connection"),
+        "{}",
+        r.log_text()
+    );
+}
+
+#[test]
+fn sessions_reuse_parked_connections_and_the_server_sees_no_new_ones() {
+    let (r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    let first = conn_id(port, true);
+    for _ in 0..5 {
+        assert_eq!(conn_id(port, true), first, "log:\n{}", r.log_text());
+    }
+    assert!(r.log_text().contains("reusing a pooled server connection"));
+}
+
+#[test]
+fn plain_clients_never_get_or_leave_a_pooled_connection() {
+    let (_r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    let tls = conn_id(port, true);
+    // A plain client was greeted with the parked connection's nonce: it gets a fresh
+    // connection (auth switch with the server's own nonce), and the parked one is
+    // never used again.
+    let plain = conn_id(port, false);
+    assert_ne!(plain, tls);
+    let plain2 = conn_id(port, false);
+    assert_ne!(plain2, plain, "a plain session's connection was pooled");
+    let next = conn_id(port, true);
+    assert_ne!(
+        next, tls,
+        "a connection whose nonce a plain client saw was reused"
+    );
+    assert_ne!(next, plain);
+    assert_eq!(conn_id(port, true), next);
+}
+
+#[test]
+fn a_pooled_connection_killed_by_the_server_is_never_handed_out() {
+    let s = server();
+    let (_r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    let parked = conn_id(port, true);
+    admin(s, &format!("KILL {parked}"));
+    // At once: the check when taking it, before the sweeper could notice.
+    let next = out(&cli(port, true, "t", "t", "SELECT CONNECTION_ID(), 'ok'"));
+    assert!(next.contains("\tok"), "{next}");
+    assert!(
+        !next.starts_with(&format!("{parked}\t")),
+        "the killed connection was handed out"
+    );
+}
+
+#[test]
+fn the_pool_is_bounded_and_idle_connections_time_out() {
+    let s = server();
+    let (r, port) = router("max_idle_server_connections = 2\nidle_timeout = 2");
+    let base = router_threads(s);
+    // Five sessions at once, each keeping its connection for a moment.
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            std::thread::spawn(move || {
+                out(&cli(
+                    port,
+                    true,
+                    "pb",
+                    "pb",
+                    "SELECT SLEEP(0.5), CONNECTION_ID()",
+                ))
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    // At most two stay parked (the others were closed politely).
+    assert!(
+        wait_until(Duration::from_secs(5), || router_threads(s) <= base + 2),
+        "{} server connections after the clients left (pool max 2)",
+        router_threads(s)
+    );
+    assert!(
+        router_threads(s) > base,
+        "nothing was parked; log:\n{}",
+        r.log_text()
+    );
+    // idle_timeout = 2: gone within a few seconds.
+    assert!(
+        wait_until(Duration::from_secs(8), || router_threads(s) == base),
+        "idle connections outlived idle_timeout: {}",
+        router_threads(s) - base
+    );
+    assert!(r.log_text().contains("idle server connection(s)"));
+}
+
+#[test]
+fn concurrent_sessions_never_see_each_others_state() {
+    let (r, port) = router("max_idle_server_connections = 3\nidle_timeout = 60");
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for i in 0..8 {
+                    let tag = format!("w{w}i{i}");
+                    let o = out(&cli(
+                        port,
+                        true,
+                        "t",
+                        "t",
+                        &format!(
+                            "SELECT @mine IS NULL, CONNECTION_ID(); SET @mine = '{tag}'; \
+                             CREATE TEMPORARY TABLE pooltest.t_{tag} (x INT); SELECT @mine"
+                        ),
+                    ));
+                    let mut lines = o.lines();
+                    let first = lines.next().unwrap_or_default().to_string();
+                    assert!(
+                        first.starts_with("1\t"),
+                        "{tag} saw someone's variable: {o}"
+                    );
+                    ids.push(first.split('\t').nth(1).unwrap().to_string());
+                    assert_eq!(lines.next(), Some(tag.as_str()));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.join().unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert!(
+        distinct.len() < all.len(),
+        "no connection was reused; log:\n{}",
+        r.log_text()
+    );
+}
+
+#[test]
+fn options_as_mysql_router_9_7_4() {
+    let run = |body: &str| -> (Option<i32>, String) {
+        let dir = tmp_dir("pool-cfg");
+        let path: PathBuf = dir.join("c.conf");
+        std::fs::write(&path, format!("[DEFAULT]\nlogging_folder =\n{body}")).unwrap();
+        let mut child = Command::new(common::router_bin())
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(2);
+        let code = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st.code();
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let o = child.wait_with_output().unwrap();
+        (code, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let port = free_port();
+    let route = |extra: &str| {
+        format!("[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n{extra}\n")
+    };
+    for (pool, bad) in [
+        ("max_idle_server_connections = -1", "option max_idle_server_connections in [connection_pool] needs value between 0 and 4294967295 inclusive, was '-1'"),
+        ("max_idle_server_connections = 1.5", "option max_idle_server_connections in [connection_pool] needs value between 0 and 4294967295 inclusive, was '1.5'"),
+        ("max_idle_server_connections = 4294967296", "option max_idle_server_connections in [connection_pool] needs value between 0 and 4294967295 inclusive, was '4294967296'"),
+        ("idle_timeout = abc", "option idle_timeout in [connection_pool] needs value between 0 and 4294967295 inclusive, was 'abc'"),
+    ] {
+        let (code, err) = run(&format!("[connection_pool]\n{pool}\n{}", route("")));
+        assert_eq!(code, Some(1), "{pool}: {err}");
+        assert!(err.contains(&format!("Error: Configuration error: {bad}")), "{pool}: {err}");
+    }
+    for ok in [
+        "max_idle_server_connections = 4294967295\nidle_timeout = 0",
+        "max_idle_server_connections =\nidle_timeout =",
+    ] {
+        let (code, err) = run(&format!(
+            "[connection_pool]\n{ok}\n{}",
+            route("connection_sharing_delay =")
+        ));
+        assert_eq!(code, None, "{ok} was refused: {err}");
+        assert!(!err.contains("not implemented"), "{err}");
+    }
+    let (_, err) = run(&route("connection_sharing = 1"));
+    assert!(err.contains("routing_plugin WARNING") && err.contains("[routing:a].connection_sharing=1 has been ignored, as client_ssl_mode=PASSTHROUGH."), "{err}");
+    let (c, k) = cert();
+    let (_, err) = run(&route(&format!("connection_sharing = 1\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = AS_CLIENT")));
+    assert!(err.contains("[routing:a].connection_sharing=1 has been ignored, as client_ssl_mode=PREFERRED and server_ssl_mode=AS_CLIENT."), "{err}");
+    let (code, err) = run(&route("connection_sharing_delay = -1"));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("option connection_sharing_delay in [routing:a] needs value between 0 and 1.79769e+308 inclusive, was '-1'"), "{err}");
+}
+
+/// MySQL 9.7: caching_sha2_password on a pooled connection — fast authentication,
+/// full authentication after the server forgot its cache (the client's password over
+/// its TLS hop, then TLS or the server's RSA key towards the server), wrong passwords.
+#[test]
+fn mysql97_caching_sha2_on_pooled_connections() {
+    use common::mysql97;
+    let srv = mysql97::shared();
+    let (c, k) = cert();
+    let (tls_hop, plain_hop) = (free_port(), free_port());
+    let route = |name: &str, port: u16, server_mode: &str| {
+        format!(
+            "[routing:{name}]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = {server_mode}\n\n",
+            srv.addr()
+        )
+    };
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 4\nidle_timeout = 60\n\n{}{}",
+        route("tls", tls_hop, "REQUIRED"),
+        route("plain", plain_hop, "DISABLED")
+    );
+    let r = Router::start_with(&body, &[tls_hop, plain_hop], "debug", &[]);
+    let q = "SELECT CONNECTION_ID(), @v IS NULL, CURRENT_USER(); SET @v = 1";
+    for port in [tls_hop, plain_hop] {
+        let run = || {
+            mysql97::cli_result(&mysql97::cli(port, &["--ssl-mode=REQUIRED"], q))
+                .unwrap_or_else(|e| panic!("port {port}: {e}\nlog:\n{}", r.log_text()))
+        };
+        let first = run();
+        let id = first.split('\t').next().unwrap().to_string();
+        assert!(first.trim_end().ends_with("\t1\tsha2@%"), "{first}");
+        // Fast authentication on the parked connection.
+        let second = run();
+        assert_eq!(second, first, "not reused, or state leaked");
+        // Full authentication: the server's cache is empty after FLUSH PRIVILEGES.
+        srv.admin("FLUSH PRIVILEGES");
+        let third = run();
+        assert!(third.starts_with(&format!("{id}\t1\t")), "{third}");
+        let bad = mysql97::cli_result(&mysql97::client(&[
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--protocol=TCP",
+            "-u",
+            mysql97::USER,
+            "-pwrong",
+            "--ssl-mode=REQUIRED",
+            "-e",
+            "SELECT 1",
+        ]));
+        let e = bad.expect_err("a wrong password got a session");
+        assert!(e.contains("ERROR 1045 (28000): Access denied"), "{e}");
+    }
+    assert!(r.log_text().contains("reusing a pooled server connection"));
+}
+
+/// A route with `client_ssl_mode = DISABLED` (no client can use TLS there) neither
+/// takes nor burns the connections another route to the same server parked.
+#[test]
+fn a_route_without_tls_leaves_the_pool_alone() {
+    let (c, k) = cert();
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let dest = server().addr();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 4\nidle_timeout = 60\n\n\
+         [routing:tls]\nbind_port = {tls_port}\ndestinations = {dest}\nrouting_strategy = first-available\n\
+         client_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\n\n\
+         [routing:plain]\nbind_port = {plain_port}\ndestinations = {dest}\nrouting_strategy = first-available\n\
+         client_ssl_mode = DISABLED\nserver_ssl_mode = DISABLED\n"
+    );
+    let _r = Router::start_with(&body, &[tls_port, plain_port], "debug", &[]);
+    let parked = conn_id(tls_port, true);
+    let plain = conn_id(plain_port, false);
+    assert_ne!(plain, parked);
+    assert_eq!(
+        conn_id(tls_port, true),
+        parked,
+        "the DISABLED route burned the parked connection"
+    );
+}
+
+/// The relay that parks follows responses of many packets (a 20 MiB row: two packets of
+/// 16 MiB framing) and errors to their end: the client gets every
+/// byte, and the connection is parked and reused afterwards.
+#[test]
+fn big_rows_and_errors_reach_the_client_whole_and_the_connection_is_reused() {
+    let (_r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    let o = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--protocol=TCP",
+        ])
+        .args([
+            "--ssl",
+            "--ssl-verify-server-cert=0",
+            "-u",
+            "t",
+            "-pt",
+            "-N",
+            "-B",
+            "--force",
+        ])
+        .args(["--max-allowed-packet=64M", "--connect-timeout=5", "-e"])
+        .arg(
+            "SELECT CONNECTION_ID(); SELECT REPEAT('ab', 10485760); SELECT 1; \
+             SELECT * FROM no_such_db.t",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let lens: Vec<usize> = lines.iter().map(|l| l.len()).collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "line lengths {lens:?}; stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let id: u64 = lines[0].trim().parse().unwrap();
+    assert!(
+        lines[1] == "ab".repeat(10485760),
+        "the 20 MiB row arrived damaged"
+    );
+    assert_eq!(lines[2], "1");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ERROR 1146"));
+    assert_eq!(conn_id(port, true), id, "not parked after the big response");
+}
