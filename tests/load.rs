@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use mysql_async::prelude::Queryable;
 
+/// A round-robin route; the process limit is raised above the 1,000 clients of these
+/// tests (the default, 512, is tested in admission.rs).
 fn rr_route(port: u16, servers: &[&MariaDb]) -> String {
     let d = servers
         .iter()
@@ -16,7 +18,7 @@ fn rr_route(port: u16, servers: &[&MariaDb]) -> String {
         .collect::<Vec<_>>()
         .join(",");
     format!(
-        "[routing:rr]\nbind_port = {port}\ndestinations = {d}\nrouting_strategy = round-robin\n"
+        "[DEFAULT]\nmax_total_connections = 4000\n[routing:rr]\nbind_port = {port}\ndestinations = {d}\nrouting_strategy = round-robin\n"
     )
 }
 
@@ -100,8 +102,9 @@ async fn backend_killed_under_load() {
 
     // New clients keep arriving during the crash.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let arrivals = {
-        let stop = stop.clone();
+        let (stop, arrived) = (stop.clone(), arrived.clone());
         tokio::spawn(async move {
             let (mut ok, mut err) = (0usize, Vec::new());
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -110,11 +113,26 @@ async fn backend_killed_under_load() {
                     Ok(Ok(_)) => ok += 1,
                     other => err.push(format!("{other:?}")),
                 }
+                arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             (ok, err)
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let arrivals_reach = |n: usize| {
+        let arrived = arrived.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while arrived.load(std::sync::atomic::Ordering::SeqCst) < n && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                arrived.load(std::sync::atomic::Ordering::SeqCst) >= n,
+                "arrivals stalled"
+            );
+        }
+    };
+    arrivals_reach(3).await;
     let s1_port = s1.port;
     tokio::task::spawn_blocking(move || {
         s1.kill();
@@ -133,8 +151,12 @@ async fn backend_killed_under_load() {
         )
         .await;
         if p == s1_port {
+            // The connection ends (I/O or closed-connection error), no hang, no answer.
             assert!(
-                matches!(res, Ok(Err(_))),
+                matches!(
+                    res,
+                    Ok(Err(mysql_async::Error::Io(_))) | Ok(Err(mysql_async::Error::Driver(_)))
+                ),
                 "client of killed server: {res:?}"
             );
         } else {
@@ -146,7 +168,8 @@ async fn backend_killed_under_load() {
         }
     }
     assert!(t0.elapsed() < Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // More clients arrive after the crash.
+    arrivals_reach(arrived.load(std::sync::atomic::Ordering::SeqCst) + 5).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (ok, err) = arrivals.await.unwrap();
     assert!(ok > 0);
@@ -158,9 +181,15 @@ async fn backend_killed_under_load() {
         assert!(p == s2.port || p == s3.port);
     }
     assert!(r.is_running(), "router died");
-    let back = Instant::now() + Duration::from_secs(5);
+    // The descriptors return to the idle count. Sampled until it holds: the quarantine
+    // re-probes s1 every second with a socket of its own, for a moment.
+    let back = Instant::now() + Duration::from_secs(10);
     while r.fd_count() > idle_fds && Instant::now() < back {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(r.fd_count(), idle_fds, "router leaks descriptors");
+    assert!(
+        r.fd_count() <= idle_fds,
+        "router leaks descriptors: {} > {idle_fds}",
+        r.fd_count()
+    );
 }

@@ -1,23 +1,173 @@
-//! Test harness: private `mariadbd` instances on free loopback ports, the router binary
-//! started with a generated config, and small client helpers.
+//! Test harness: private `mariadbd` instances on loopback ports the harness reserves,
+//! the router binary started with a generated config, process guards that kill what a
+//! test spawned on every exit path, and small client helpers.
 #![allow(dead_code)]
 
+use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const USER: &str = "t";
 pub const PASS: &str = "t";
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; we release it right away).
+/// Ports are taken from this range, below Linux's ephemeral range (32768-60999), so no
+/// outgoing connection (a client, a probe, a server) can be given one of them by the
+/// kernel between the moment the harness picks a port and the moment the router or
+/// server binds it.
+const PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A TCP port for a test's router or server: one of [`PORTS`], free on 127.0.0.1 and
+/// ::1, never handed out twice in this process, and reserved across processes (an
+/// `flock` on `/tmp/mysqlrouter-test-ports/<port>`, held until this process exits, so
+/// test binaries that run at the same time never pick the same port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static HELD: Mutex<Vec<nix::fcntl::Flock<File>>> = Mutex::new(Vec::new());
+    let span = u32::from(PORTS.end - PORTS.start);
+    // Different processes start at different places in the range.
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    let dir = Path::new("/tmp/mysqlrouter-test-ports");
+    let _ = std::fs::create_dir_all(dir);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let port = PORTS.start + ((offset + n) % span) as u16;
+        let Ok(file) = File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        use nix::fcntl::{Flock, FlockArg};
+        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue; // another test process holds it
+        };
+        let v4 = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        // ::1 may not exist on a machine; then only 127.0.0.1 matters.
+        let v6 = match TcpListener::bind(("::1", port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse,
+        };
+        if v4 && v6 {
+            HELD.lock().unwrap_or_else(|p| p.into_inner()).push(lock);
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
+}
+
+/// A spawned process (router, helper) that is killed and reaped when the guard drops,
+/// so a failing assertion never leaves it running.
+pub struct Proc(Option<Child>);
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        Proc(Some(
+            cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+        ))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.id() as i32
+    }
+
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill(2)");
+    }
+
+    /// Waits (bounded) for the exit code; `None` if still running or killed by a signal.
+    pub fn wait_exit(&mut self, max: Duration) -> Option<i32> {
+        wait_exit(self, max)
+    }
+
+    /// Kills the process if it still runs; then everything it wrote to piped
+    /// stdout/stderr.
+    pub fn output(mut self) -> std::process::Output {
+        let mut child = self.0.take().expect("process already taken");
+        let _ = child.kill();
+        child.wait_with_output().expect("wait_with_output")
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("process already taken")
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("process already taken")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A system user made for one test and deleted (with its group) when the guard drops.
+pub struct SystemUser {
+    pub name: String,
+}
+
+impl SystemUser {
+    /// `useradd --system` of a name unique to this process (`mrt<pid>_<tag>`).
+    pub fn create(tag: &str) -> SystemUser {
+        let name = format!("mrt{}_{tag}", std::process::id());
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(&name)
+            .status()
+            .expect("useradd (run as root; CI does)");
+        assert!(st.success(), "useradd {name} failed");
+        SystemUser { name }
+    }
+}
+
+impl Drop for SystemUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+        // userdel removes the user's private group too; a group left by an odd
+        // USERGROUPS_ENAB setting is removed here.
+        let _ = Command::new("groupdel")
+            .arg(&self.name)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The `mariadb` CLI, reading no option files (the host's /etc/mysql is not ours).
+pub fn mariadb_cli() -> Command {
+    let mut c = Command::new("mariadb");
+    c.arg("--no-defaults");
+    c
+}
+
+/// A TCP connection to 127.0.0.1:port from the source address `src` (127.0.0.2,
+/// 127.0.0.3, ...: the whole 127/8 is loopback), so per-IP counting can be told apart
+/// from per-route counting.
+pub fn connect_from(src: &str, port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let src: IpAddr = src.parse().expect("source ip");
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::new(src, 0).into())
+        .expect("bind source");
+    let to: SocketAddr = ([127, 0, 0, 1], port).into();
+    s.connect_timeout(&to.into(), Duration::from_secs(5))
+        .expect("connect");
+    s.into()
 }
 
 fn is_root() -> bool {
@@ -87,7 +237,7 @@ fn template_datadir() -> &'static PathBuf {
         );
         // Start once to create the TCP user, then stop.
         let mut s = MariaDb::start_in(base.clone(), data.clone(), free_port(), &[]);
-        let ok = Command::new("mariadb")
+        let ok = mariadb_cli()
             .args(["-S", s.socket.to_str().unwrap(), "-uroot", "-e"])
             .arg(format!(
                 "CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASS}'; GRANT ALL ON *.* TO '{USER}'@'%';"
@@ -251,7 +401,7 @@ pub fn greeting(port: u16) -> Option<Vec<u8>> {
 
 /// The router under test, killed on drop.
 pub struct Router {
-    pub child: Child,
+    pub child: Proc,
     pub dir: PathBuf,
     pub conf: PathBuf,
     pub log: PathBuf,
@@ -268,14 +418,20 @@ impl Router {
         Self::start_with(body, ports, "info", &[])
     }
 
+    /// `level` empty leaves `[logger] level` unset (the default, `warning`). The
+    /// router runs with the defaults of `[DEFAULT]` except for its folders.
     pub fn start_with(body: &str, ports: &[u16], level: &str, env: &[(&str, &str)]) -> Router {
         let dir = tmp_dir("router");
         let conf = dir.join("mysqlrouter.conf");
+        let level = if level.is_empty() {
+            String::new()
+        } else {
+            format!("level = {level}\n")
+        };
         let text = format!(
-            "[DEFAULT]\nlogging_folder = {}\nruntime_folder = {}\n{}\n[logger]\nlevel = {level}\ntimestamp_precision = ms\n\n{body}\n",
+            "[DEFAULT]\nlogging_folder = {}\nruntime_folder = {}\n[logger]\n{level}timestamp_precision = ms\n\n{body}\n",
             dir.display(),
             dir.display(),
-            if body.contains("max_total_connections") { "" } else { "max_total_connections = 4000" }
         );
         std::fs::write(&conf, text).expect("write conf");
         let mut cmd = Command::new(router_bin());
@@ -287,9 +443,8 @@ impl Router {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn router");
-        let r = Router {
-            child,
+        let mut r = Router {
+            child: Proc::spawn(&mut cmd),
             log: dir.join("mysqlrouter.log"),
             dir,
             conf,
@@ -298,11 +453,13 @@ impl Router {
         // take a round-robin turn.
         for p in ports {
             let line = format!("listening on '127.0.0.1:{p}'");
-            assert!(
-                r.wait_log(&line, Duration::from_secs(10)),
-                "router does not listen on {p}; log:\n{}",
-                r.log_text()
-            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !r.log_has(&line) {
+                if !r.is_running() || Instant::now() > deadline {
+                    panic!("router does not listen on {p}; log:\n{}", r.log_text());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         r
     }
@@ -326,35 +483,62 @@ impl Router {
     }
 
     /// The log as written so far. The router writes its log from a background thread,
-    /// a moment after the event; wait until the file has been quiet for 50 ms (at most
-    /// 2 s) so a line for something the test just saw happen is there.
+    /// a moment after the event: to check a line, wait for it ([`Router::expect_log`]);
+    /// use this only for lines known to be written (an earlier `expect_log` of a later
+    /// line) or to print the log on failure.
     pub fn log_text(&self) -> String {
-        let read = || std::fs::read_to_string(&self.log).unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut last = read();
-        loop {
-            std::thread::sleep(Duration::from_millis(50));
-            let now = read();
-            if now == last || Instant::now() > deadline {
-                return now;
-            }
-            last = now;
-        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn log_has(&self, needle: &str) -> bool {
+        self.log_text().contains(needle)
     }
 
     /// Waits (bounded) for a log line containing `needle`.
     pub fn wait_log(&self, needle: &str, max: Duration) -> bool {
         let deadline = Instant::now() + max;
         while Instant::now() < deadline {
-            if std::fs::read_to_string(&self.log)
-                .unwrap_or_default()
-                .contains(needle)
-            {
+            if self.log_has(needle) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        self.log_has(needle)
+    }
+
+    /// Waits up to 10 s for a log line containing `needle`; fails the test with the log
+    /// otherwise.
+    pub fn expect_log(&self, needle: &str) {
+        assert!(
+            self.wait_log(needle, Duration::from_secs(10)),
+            "no log line with {needle:?}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Waits up to 10 s until `needle` occurs `n` times in the log; fails the test if
+    /// it occurs a different number of times.
+    pub fn expect_log_count(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log_text().matches(needle).count() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let got = self.log_text().matches(needle).count();
+        assert_eq!(got, n, "{needle:?} in the log; log:\n{}", self.log_text());
+    }
+
+    /// The first log line containing `needle` (waits for it like [`Router::expect_log`]).
+    pub fn log_line(&self, needle: &str) -> String {
+        self.expect_log(needle);
+        self.log_text()
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        self.child.signal(sig);
     }
 
     pub fn fd_count(&self) -> usize {
@@ -378,7 +562,7 @@ impl Drop for Router {
 
 /// Runs the `mariadb` CLI: `SELECT @@port` through host:port. Ok(port) or Err(stderr).
 pub fn cli_port(args: &[&str]) -> Result<u16, String> {
-    let out = Command::new("mariadb")
+    let out = mariadb_cli()
         .args(args)
         .args([
             "-u",
@@ -500,4 +684,26 @@ pub fn raw_exchange(port: u16, send: &[u8], max: Duration) -> Vec<u8> {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// [`raw_exchange`] from the source address `src` (see [`connect_from`]).
+pub fn raw_exchange_from(src: &str, port: u16, send: &[u8], max: Duration) -> Vec<u8> {
+    let mut s = connect_from(src, port);
+    s.set_read_timeout(Some(max)).expect("set_read_timeout");
+    let _ = s.write_all(send);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Polls `f` every 50 ms until it returns true or `max` passes; the last answer.
+pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
 }
