@@ -508,6 +508,7 @@ impl Router {
 
     /// Waits up to 10 s for a log line containing `needle`; fails the test with the log
     /// otherwise.
+    #[track_caller]
     pub fn expect_log(&self, needle: &str) {
         assert!(
             self.wait_log(needle, Duration::from_secs(10)),
@@ -518,6 +519,7 @@ impl Router {
 
     /// Waits up to 10 s until `needle` occurs `n` times in the log; fails the test if
     /// it occurs a different number of times.
+    #[track_caller]
     pub fn expect_log_count(&self, needle: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.log_text().matches(needle).count() < n && Instant::now() < deadline {
@@ -528,6 +530,7 @@ impl Router {
     }
 
     /// The first log line containing `needle` (waits for it like [`Router::expect_log`]).
+    #[track_caller]
     pub fn log_line(&self, needle: &str) -> String {
         self.expect_log(needle);
         self.log_text()
@@ -707,3 +710,15 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Whether a TCP connect to 127.0.0.1:port is refused (nothing listens), as opposed to
+/// accepted or failing some other way.
+pub fn refused(port: u16) -> bool {
+    matches!(
+        TcpStream::connect(("127.0.0.1", port)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// mysql_async's error for 2003, as [`lib_port`] reports it.
+pub const E2003: &str = "2003: Can't connect to remote MySQL server";
