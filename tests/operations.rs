@@ -190,6 +190,8 @@ fn log_folder_errors_and_console_destination() {
             break;
         }
     }
+    // The signal handlers are in place once the route listens.
+    assert!(eventually(Duration::from_secs(10), || listening(port)));
     signal(child.id() as i32, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
     let stdout = reader.join().expect("stdout reader");

@@ -3,7 +3,6 @@
 //! test spawned on every exit path, and small client helpers.
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,24 +21,25 @@ const PORTS: std::ops::Range<u16> = 20000..32000;
 
 /// A TCP port for a test's router or server: one of [`PORTS`], free on 127.0.0.1 and
 /// ::1, never handed out twice in this process, and reserved across processes (an
-/// `flock` on `/tmp/mysqlrouter-test-ports/<port>`, held until this process exits, so
-/// test binaries that run at the same time never pick the same port).
+/// abstract unix socket `@mysqlrouter-test-port-<port>`, bound until this process
+/// exits, so test binaries that run at the same time never pick the same port; it
+/// leaves nothing on disk).
 pub fn free_port() -> u16 {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    static HELD: Mutex<Vec<nix::fcntl::Flock<File>>> = Mutex::new(Vec::new());
+    static HELD: Mutex<Vec<UnixListener>> = Mutex::new(Vec::new());
     let span = u32::from(PORTS.end - PORTS.start);
     // Different processes start at different places in the range.
     let offset = std::process::id().wrapping_mul(7919) % span;
-    let dir = Path::new("/tmp/mysqlrouter-test-ports");
-    let _ = std::fs::create_dir_all(dir);
     for _ in 0..span {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let port = PORTS.start + ((offset + n) % span) as u16;
-        let Ok(file) = File::create(dir.join(port.to_string())) else {
+        let name = format!("mysqlrouter-test-port-{port}");
+        let Ok(addr) = UnixAddr::from_abstract_name(name.as_bytes()) else {
             continue;
         };
-        use nix::fcntl::{Flock, FlockArg};
-        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+        let Ok(lock) = UnixListener::bind_addr(&addr) else {
             continue; // another test process holds it
         };
         let v4 = TcpListener::bind(("127.0.0.1", port)).is_ok();
@@ -56,15 +56,51 @@ pub fn free_port() -> u16 {
     panic!("no free port in {PORTS:?}");
 }
 
+/// Processes the harness started and has not reaped yet (routers, servers). A test
+/// that fails drops its guards; what a static holds (a shared server) is killed when
+/// the test binary exits, and this process's temp folder is removed then.
+static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn track(pid: i32) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(at_exit) };
+    });
+    LIVE.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+}
+
+fn untrack(pid: i32) {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|p| *p != pid);
+}
+
+extern "C" fn at_exit() {
+    // try_lock: a detached thread may hold the lock; never block the exit.
+    if let Ok(live) = LIVE.try_lock() {
+        for pid in live.iter() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*pid), None);
+        }
+    }
+    if let Some(root) = TMP_ROOT.get() {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
 /// A spawned process (router, helper) that is killed and reaped when the guard drops,
 /// so a failing assertion never leaves it running.
 pub struct Proc(Option<Child>);
 
 impl Proc {
     pub fn spawn(cmd: &mut Command) -> Proc {
-        Proc(Some(
-            cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
-        ))
+        let c = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        track(c.id() as i32);
+        Proc(Some(c))
     }
 
     pub fn pid(&self) -> i32 {
@@ -85,8 +121,11 @@ impl Proc {
     /// stdout/stderr.
     pub fn output(mut self) -> std::process::Output {
         let mut child = self.0.take().expect("process already taken");
+        let pid = child.id() as i32;
         let _ = child.kill();
-        child.wait_with_output().expect("wait_with_output")
+        let out = child.wait_with_output().expect("wait_with_output");
+        untrack(pid);
+        out
     }
 }
 
@@ -108,6 +147,7 @@ impl Drop for Proc {
         if let Some(c) = self.0.as_mut() {
             let _ = c.kill();
             let _ = c.wait();
+            untrack(c.id() as i32);
         }
     }
 }
@@ -176,9 +216,10 @@ fn is_root() -> bool {
 
 /// This test process's temp folder. Folders left by earlier test processes that are
 /// gone (a test binary cannot clean up after its last test) are removed first.
+static TMP_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
 fn tmp_root() -> &'static PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
+    TMP_ROOT.get_or_init(|| {
         if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -210,6 +251,17 @@ pub fn tmp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// `dir/tmp`, owned by the server's user: each server's own temp folder, so nothing
+/// another process does in /tmp can touch its temporary tables.
+fn server_tmp(dir: &Path) -> PathBuf {
+    let t = dir.join("tmp");
+    std::fs::create_dir_all(&t).expect("create server tmp");
+    if is_root() {
+        let _ = Command::new("chown").arg("mysql:").arg(&t).status();
+    }
+    t
+}
+
 /// An initialised datadir with user `t`/`t`, made once per test process and copied.
 fn template_datadir() -> &'static PathBuf {
     static T: OnceLock<PathBuf> = OnceLock::new();
@@ -223,6 +275,7 @@ fn template_datadir() -> &'static PathBuf {
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
             "--innodb-log-file-size=4M",
+            &format!("--tmpdir={}", server_tmp(&base).display()),
         ]);
         if is_root() {
             cmd.arg("--user=mysql");
@@ -316,6 +369,7 @@ impl MariaDb {
             "--bind-address=127.0.0.1".into(),
             format!("--socket={}", self.socket.display()),
             format!("--pid-file={}", self.dir.join("pid").display()),
+            format!("--tmpdir={}", server_tmp(&self.dir).display()),
             "--skip-name-resolve".into(),
             "--max-connections=3000".into(),
             "--max-connect-errors=1000000000".into(),
@@ -332,7 +386,9 @@ impl MariaDb {
             cmd.arg("--user=mysql");
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        self.child = Some(cmd.spawn().expect("spawn mariadbd"));
+        let child = cmd.spawn().expect("spawn mariadbd");
+        track(child.id() as i32);
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if greeting(self.port).is_some() {
@@ -351,14 +407,18 @@ impl MariaDb {
         if let Some(mut c) = self.child.take() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
             let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
+            let mut exited = false;
+            while !exited && Instant::now() < deadline {
+                exited = matches!(c.try_wait(), Ok(Some(_)));
+                if !exited {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            if !exited {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            untrack(c.id() as i32);
         }
     }
 
@@ -468,10 +528,12 @@ impl Router {
         self.child.id() as i32
     }
 
+    /// Waits (bounded) until the router listens on `port` (without connecting: a probe
+    /// connection would be a client and take a round-robin turn).
     pub fn wait_listening(&self, port: u16, max: Duration) {
         let deadline = Instant::now() + max;
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if listening(port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -722,3 +784,20 @@ pub fn refused(port: u16) -> bool {
 
 /// mysql_async's error for 2003, as [`lib_port`] reports it.
 pub const E2003: &str = "2003: Can't connect to remote MySQL server";
+
+/// Whether something listens on TCP port `port` (any local address), from
+/// /proc/net/tcp{,6}: no connection is made, so no route sees a client.
+pub fn listening(port: u16) -> bool {
+    let want = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                // local_address is column 1, st (0A = LISTEN) column 3.
+                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&want) && cols[3] == "0A"
+            })
+    })
+}
