@@ -625,7 +625,7 @@ fn sigint_with_default_shutdown_timeout_closes_every_route_at_once() {
         let code = tokio::task::block_in_place(|| r.child.wait_exit(Duration::from_secs(10)));
         assert_eq!(code, Some(0));
         assert!(
-            t0.elapsed() < Duration::from_millis(2500),
+            t0.elapsed() < Duration::from_secs(5),
             "took {:?}",
             t0.elapsed()
         );
@@ -649,11 +649,25 @@ fn sigint_with_default_shutdown_timeout_closes_every_route_at_once() {
         )),
         "{log}"
     );
-    assert!(log.contains("closing 2 active connection(s)"), "{log}");
     assert!(
         !log.contains("waiting up to"),
         "no drain period by default: {log}"
     );
+    // At once: the router's own timestamps of the signal and of the close.
+    let stamp = |needle: &str| {
+        let l = log
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} line: {log}"));
+        let n = |r: std::ops::Range<usize>| l[r].parse::<u64>().expect("log timestamp");
+        ((n(11..13) * 60 + n(14..16)) * 60 + n(17..19)) * 1000 + n(20..23)
+    };
+    let (stopping, closing) = (
+        stamp("Stopping 'MySQL Router'"),
+        stamp("closing 2 active connection(s)"),
+    );
+    let after = (closing + 86_400_000 - stopping) % 86_400_000;
+    assert!(after < 1000, "closed {after} ms after the signal: {log}");
     for (name, p) in [("ops", a), ("ops2", b)] {
         assert!(
             log.contains(&format!(
