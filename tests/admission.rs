@@ -475,6 +475,7 @@ fn wrong_password_resets_the_counter() {
         );
     };
     garbage();
+    r.expect_log("(now 1)");
     let e = rt().block_on(async {
         match mysql_async::Conn::new(wrong).await {
             Err(mysql_async::Error::Server(e)) => e.code,

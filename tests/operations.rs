@@ -75,6 +75,13 @@ fn log_format_file_sink_and_folder_creation() {
         Duration::from_secs(5)
     ));
     assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
+    // The session ends a moment after the client: its close line, then the signal
+    // (a SIGTERM first would close it "by shutdown").
+    assert!(wait_file_contains(
+        &log,
+        "connection closed (up: ",
+        Duration::from_secs(10)
+    ));
     signal(child.id() as i32, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
     let out = child.output();
@@ -784,15 +791,17 @@ fn syslog_sink_writes_to_dev_log() {
             break;
         }
     }
+    let pid = c.id();
     signal(c.id() as i32, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    let code = wait_exit(&mut c, Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&c.output().stderr).into_owned();
+    assert_eq!(code, Some(0), "{stderr}");
     let first = got.first().cloned().unwrap_or_default();
     // <27> = facility daemon (3) * 8 + severity error (3), for a SYSTEM line.
-    assert!(first.starts_with("<27>"), "{got:?}");
+    assert!(first.starts_with("<27>"), "{got:?}; stderr: {stderr}");
     assert!(
         first.contains(&format!(
-            " mysqlrouter[{}]: main SYSTEM Starting 'MySQL Router'",
-            c.id()
+            " mysqlrouter[{pid}]: main SYSTEM Starting 'MySQL Router'"
         )),
         "{got:?}"
     );

@@ -30,16 +30,21 @@ impl Route {
         let sec = &self.cfg.section;
         let mut tracker = Tracker::new(self.cfg.protocol);
         let mut counts = Counts::default();
+        // The counter is reset before the completing packet is forwarded: a client that
+        // has its answer (OK, or a wrong password's ERR) and reconnects at once must
+        // find it reset.
+        let reset = || {
+            if let Some(ip) = ip {
+                self.admission.reset(ip);
+            }
+        };
         let outcome = tokio::time::timeout(
             self.cfg.client_connect_timeout,
-            watch_handshake(client, server, &mut tracker, &mut counts),
+            watch_handshake(client, server, &mut tracker, &mut counts, &reset),
         )
         .await;
         let failure = match outcome {
             Ok(Ok(HandshakeEnd::Complete)) => {
-                if let Some(ip) = ip {
-                    self.admission.reset(ip);
-                }
                 let rest = relay::relay(client, server, self.cfg.net_buffer_length).await?;
                 counts.up += rest.up;
                 counts.down += rest.down;
@@ -47,6 +52,12 @@ impl Route {
             }
             Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(counts),
             Ok(Ok(HandshakeEnd::Bad)) => {
+                // Counted before the client reads its 1043, so a client that reconnects
+                // at once finds its counter already up.
+                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
+                if let Some(ip) = ip {
+                    self.count_error(ip, peer);
+                }
                 // Classic: what MySQL Router sends (sequence id 2, no SQL state).
                 let frame = match self.cfg.protocol {
                     Protocol::Classic => {
@@ -59,8 +70,7 @@ impl Route {
                 let _ = relay::send(client, &frame).await;
                 relay::shutdown_write(client);
                 relay::drain(client, Duration::from_secs(2)).await;
-                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
-                true
+                false
             }
             Ok(Ok(HandshakeEnd::ClientClosed)) | Ok(Err(_)) => {
                 if tracker.client_sent() {
@@ -117,6 +127,7 @@ async fn watch_handshake<C, S>(
     server: &S,
     tracker: &mut Tracker,
     counts: &mut Counts,
+    on_complete: &(dyn Fn() + Sync),
 ) -> std::io::Result<HandshakeEnd>
 where
     C: Stream,
@@ -137,6 +148,9 @@ where
                 if v == Verdict::Bad {
                     return Ok(HandshakeEnd::Bad);
                 }
+                if v == Verdict::Complete {
+                    on_complete();
+                }
                 send(server, &cbuf[..n]).await?;
                 counts.up += n as u64;
                 if v == Verdict::Complete {
@@ -149,6 +163,9 @@ where
                     return Ok(HandshakeEnd::ServerClosed);
                 }
                 let v = tracker.on_server(&sbuf[..n]);
+                if v == Verdict::Complete {
+                    on_complete();
+                }
                 send(client, &sbuf[..n]).await?;
                 counts.down += n as u64;
                 if v == Verdict::Complete {

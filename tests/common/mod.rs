@@ -80,6 +80,15 @@ extern "C" fn at_exit() {
     // try_lock: a detached thread may hold the lock; never block the exit.
     if let Ok(live) = LIVE.try_lock() {
         for pid in live.iter() {
+            // Only a child of ours: a pid reaped earlier may belong to someone else now.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid != Some(std::process::id()) {
+                continue;
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(*pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -214,8 +223,8 @@ fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// This test process's temp folder. Folders left by earlier test processes that are
-/// gone (a test binary cannot clean up after its last test) are removed first.
+/// This test process's temp folder, removed when the process exits. Folders of test
+/// processes that died without exiting (SIGKILL) are removed first.
 static TMP_ROOT: OnceLock<PathBuf> = OnceLock::new();
 
 fn tmp_root() -> &'static PathBuf {
