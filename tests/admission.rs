@@ -126,7 +126,7 @@ fn route_limit_1040_and_release_on_every_path() {
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
         assert!(
-            t.elapsed() < Duration::from_secs(6),
+            t.elapsed() < Duration::from_secs(15),
             "silent client kept for {:?}",
             t.elapsed()
         );
@@ -283,12 +283,20 @@ fn slowloris_does_not_keep_a_slot() {
     }
     assert!(closed, "slowloris client was not disconnected");
     assert!(
-        t.elapsed() < Duration::from_secs(6),
+        t.elapsed() < Duration::from_secs(20),
         "kept for {:?}",
         t.elapsed()
     );
-    // The timeout closed it, and it was counted as a handshake error.
-    _r.expect_log("did not finish the handshake within client_connect_timeout (2s)");
+    // The timeout closed it 2 s after the router connected it (the router's clock),
+    // however many bytes trickled in, and it was counted as a handshake error.
+    let connected = log_ms(&_r.log_line("connected 127.0.0.1:"));
+    let timed_out =
+        log_ms(&_r.log_line("did not finish the handshake within client_connect_timeout (2s)"));
+    let after = ms_between(connected, timed_out);
+    assert!(
+        (1900..5000).contains(&after),
+        "timed out {after} ms after connecting"
+    );
     _r.expect_log("[routing:A] incrementing error counter for host of 127.0.0.1:");
     // The single slot is free again.
     let res = lib_port(a);
@@ -503,7 +511,7 @@ fn wrong_password_resets_the_counter() {
 fn handshake_timeout_is_counted() {
     let s1 = MariaDb::start();
     let a = free_port();
-    let r = Router::start(
+    let r = Router::start_with(
         &route(
             "to",
             a,
@@ -511,20 +519,23 @@ fn handshake_timeout_is_counted() {
             "client_connect_timeout = 2\nmax_connect_errors = 1",
         ),
         &[a],
+        "debug",
+        &[],
     );
     let mut c = connect_from("127.0.0.2", a);
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let t = Instant::now();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut got = Vec::new();
     let _ = c.read_to_end(&mut got);
     assert_eq!(got[4], 0x0a, "greeting, then nothing: {got:?}");
+    // Closed 2 s after the router connected it, by the router's clock.
+    let connected = log_ms(&r.log_line("connected 127.0.0.2:"));
+    let timed_out =
+        log_ms(&r.log_line("did not finish the handshake within client_connect_timeout (2s)"));
+    let after = ms_between(connected, timed_out);
     assert!(
-        t.elapsed() >= Duration::from_millis(1500) && t.elapsed() < Duration::from_secs(6),
-        "closed after {:?}",
-        t.elapsed()
+        (1900..5000).contains(&after),
+        "timed out {after} ms after connecting"
     );
-    r.expect_log("127.0.0.2:");
-    r.expect_log("did not finish the handshake within client_connect_timeout (2s)");
     r.expect_log("[routing:to] blocking client host for 127.0.0.2:");
     let raw = raw_exchange_from("127.0.0.2", a, b"", Duration::from_secs(5));
     assert_eq!(&raw[3..7], &[0, 0xff, 0x69, 0x04], "{raw:?}");
@@ -556,7 +567,7 @@ fn x_protocol_errors_are_mysqlx_frames() {
     // The held client's slot is released once the router sees it close.
     let mut frame = Vec::new();
     assert!(
-        eventually(Duration::from_secs(5), || {
+        eventually(Duration::from_secs(10), || {
             frame = raw_exchange(port, b"", Duration::from_secs(5));
             decode_x_error(&frame).0 != 1040
         }),
@@ -650,7 +661,7 @@ fn silent_server_does_not_count_against_the_client() {
         let got = raw_exchange(port, b"", Duration::from_secs(10));
         assert!(got.is_empty(), "{got:?}");
         assert!(
-            t.elapsed() >= Duration::from_millis(1500) && t.elapsed() < Duration::from_secs(6),
+            t.elapsed() >= Duration::from_millis(1500) && t.elapsed() < Duration::from_secs(15),
             "{:?}",
             t.elapsed()
         );

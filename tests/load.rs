@@ -167,7 +167,7 @@ async fn backend_killed_under_load() {
             let _ = c.disconnect().await;
         }
     }
-    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
     // More clients arrive after the crash.
     arrivals_reach(arrived.load(std::sync::atomic::Ordering::SeqCst) + 5).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

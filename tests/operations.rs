@@ -361,7 +361,7 @@ fn sigterm_stops_accepting_drains_and_removes_pid_file() {
         assert_eq!(code, Some(0));
         let took = t0.elapsed();
         assert!(
-            took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
             "{took:?}"
         );
         match held.query_drop("SELECT 1").await {
@@ -632,7 +632,7 @@ fn sigint_with_default_shutdown_timeout_closes_every_route_at_once() {
         let code = tokio::task::block_in_place(|| r.child.wait_exit(Duration::from_secs(10)));
         assert_eq!(code, Some(0));
         assert!(
-            t0.elapsed() < Duration::from_secs(5),
+            t0.elapsed() < Duration::from_secs(10),
             "took {:?}",
             t0.elapsed()
         );
@@ -662,18 +662,16 @@ fn sigint_with_default_shutdown_timeout_closes_every_route_at_once() {
     );
     // At once: the router's own timestamps of the signal and of the close.
     let stamp = |needle: &str| {
-        let l = log
-            .lines()
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no {needle:?} line: {log}"));
-        let n = |r: std::ops::Range<usize>| l[r].parse::<u64>().expect("log timestamp");
-        ((n(11..13) * 60 + n(14..16)) * 60 + n(17..19)) * 1000 + n(20..23)
+        log_ms(
+            log.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} line: {log}")),
+        )
     };
-    let (stopping, closing) = (
+    let after = ms_between(
         stamp("Stopping 'MySQL Router'"),
         stamp("closing 2 active connection(s)"),
     );
-    let after = (closing + 86_400_000 - stopping) % 86_400_000;
     assert!(after < 1000, "closed {after} ms after the signal: {log}");
     for (name, p) in [("ops", a), ("ops2", b)] {
         assert!(

@@ -140,7 +140,7 @@ fn next_available_closes_its_listener_while_all_are_down() {
         "Stop accepting connections for routing routing:na listening on 127.0.0.1:{port}"
     ));
     assert!(
-        eventually(Duration::from_secs(5), || { refused(port) }),
+        eventually(Duration::from_secs(10), || { refused(port) }),
         "the listener stays open while all destinations are quarantined"
     );
     s1.restart();
@@ -172,8 +172,9 @@ fn quarantine_skips_and_recovers_within_interval() {
     ));
     s2.restart();
     let back = Instant::now();
-    // interval (1 s) + a margin for the clients on a loaded machine
-    let seen = eventually(Duration::from_secs(5), || {
+    // interval (1 s) + a wide margin for the clients on a loaded machine (the interval
+    // itself is measured in quarantine_threshold_and_interval_are_honoured)
+    let seen = eventually(Duration::from_secs(10), || {
         (0..3).any(|_| cli_port_tcp(port).ok() == Some(s2.port))
     });
     assert!(seen, "s2 not used again {:?} after restart", back.elapsed());
@@ -189,12 +190,12 @@ fn listener_closes_while_all_down_and_reopens() {
     let e = lib_port(port).unwrap_err();
     assert_eq!(e, "2003: Can't connect to remote MySQL server");
     // ...then the listener closes: TCP refused.
-    assert!(eventually(Duration::from_secs(2), || { refused(port) }));
+    assert!(eventually(Duration::from_secs(10), || { refused(port) }));
     r.expect_log(&format!(
         "Stop accepting connections for routing routing:one listening on 127.0.0.1:{port}"
     ));
     s1.restart();
-    assert!(eventually(Duration::from_secs(5), || cli_port_tcp(port)
+    assert!(eventually(Duration::from_secs(10), || cli_port_tcp(port)
         .ok()
         == Some(s1.port)));
     r.expect_log_count(
@@ -554,19 +555,13 @@ fn quarantine_threshold_and_interval_are_honoured() {
         .log_text()
         .lines()
         .filter(|l| l.contains(back))
-        .map(|l| ms_of_day(&l[11..23]))
+        .map(log_ms)
         .collect();
-    let gap = Duration::from_millis((stamps[1] + 86_400_000 - stamps[0]) % 86_400_000);
+    let gap = Duration::from_millis(ms_between(stamps[0], stamps[1]));
     assert!(
         gap >= Duration::from_millis(2700) && gap < Duration::from_secs(10),
         "probes {gap:?} apart with error_quarantine_interval = 3"
     );
-}
-
-/// `HH:MM:SS.mmm` → milliseconds since midnight.
-fn ms_of_day(t: &str) -> u64 {
-    let n = |r: std::ops::Range<usize>| t[r].parse::<u64>().expect("log timestamp");
-    ((n(0..2) * 60 + n(3..5)) * 60 + n(6..8)) * 1000 + n(9..12)
 }
 
 /// The failover story is in the log at the default level (`warning`), and nothing

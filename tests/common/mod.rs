@@ -522,7 +522,7 @@ impl Router {
         // take a round-robin turn.
         for p in ports {
             let line = format!("listening on '127.0.0.1:{p}'");
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(20);
             while !r.log_has(&line) {
                 if !r.is_running() || Instant::now() > deadline {
                     panic!("router does not listen on {p}; log:\n{}", r.log_text());
@@ -809,4 +809,21 @@ pub fn listening(port: u16) -> bool {
                 cols.len() > 3 && format!("{} ", cols[1]).ends_with(&want) && cols[3] == "0A"
             })
     })
+}
+
+/// Milliseconds since midnight of a log line written with `timestamp_precision = ms`
+/// (`YYYY-MM-DD HH:MM:SS.mmm ...`): the router's own clock, which measures its timers
+/// without the test's scheduling delays on a loaded machine.
+pub fn log_ms(line: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| {
+        line.get(r)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no ms timestamp in {line:?}"))
+    };
+    ((n(11..13) * 60 + n(14..16)) * 60 + n(17..19)) * 1000 + n(20..23)
+}
+
+/// `later - earlier` in ms of two [`log_ms`] stamps (across midnight too).
+pub fn ms_between(earlier: u64, later: u64) -> u64 {
+    (later + 86_400_000 - earlier) % 86_400_000
 }
