@@ -17,7 +17,7 @@ fn route(name: &str, port: u16, s: &MariaDb, extra: &str) -> String {
 }
 
 async fn connect(port: u16) -> Result<mysql_async::Conn, String> {
-    match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts(port))).await {
+    match tokio::time::timeout(WAIT, mysql_async::Conn::new(opts(port))).await {
         Err(_) => Err("timeout".into()),
         Ok(Ok(c)) => Ok(c),
         Ok(Err(mysql_async::Error::Server(e))) => Err(format!("{}: {}", e.code, e.message)),
@@ -30,7 +30,7 @@ async fn connect(port: u16) -> Result<mysql_async::Conn, String> {
 /// background), so a 1040 is retried for up to 5 s.
 async fn full_quota(port: u16, n: usize) -> Vec<mysql_async::Conn> {
     let mut v = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT;
     while v.len() < n {
         match connect(port).await {
             Ok(c) => v.push(c),
@@ -121,7 +121,7 @@ fn route_limit_1040_and_release_on_every_path() {
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
     for mut s in silent {
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
         let t = Instant::now();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
@@ -213,7 +213,7 @@ fn blocked_host_1129_per_route_and_sigusr1() {
         e.starts_with("1129: Too many connection errors from 127.0.0.1:"),
         "{e}"
     );
-    let raw = raw_exchange(a, b"", Duration::from_secs(5));
+    let raw = raw_exchange(a, b"", WAIT);
     assert_eq!(&raw[3..7], &[0, 0xff, 0x69, 0x04]);
     assert!(String::from_utf8_lossy(&raw[7..])
         .starts_with("Too many connection errors from 127.0.0.1:"));
@@ -317,7 +317,7 @@ fn unix_socket_clients_are_never_blocked() {
     r.expect_log("Start accepting connections");
     for _ in 0..3 {
         let mut u = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        u.set_read_timeout(Some(WAIT)).unwrap();
         let mut g = [0u8; 512];
         let _ = u.read(&mut g).unwrap();
         u.write_all(b"\x08\x00\x00\x01garbage!").unwrap();
@@ -403,7 +403,7 @@ fn default_max_total_connections_is_512() {
     let mut held = Vec::new();
     for i in 0..512 {
         let mut c = TcpStream::connect(("127.0.0.1", a)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
         let mut g = [0u8; 512];
         let n = c.read(&mut g).unwrap();
         assert!(
@@ -413,7 +413,7 @@ fn default_max_total_connections_is_512() {
         );
         held.push(c);
     }
-    let frame = raw_exchange(a, b"", Duration::from_secs(5));
+    let frame = raw_exchange(a, b"", WAIT);
     assert_eq!(&frame[3..7], &[0, 0xff, 0x10, 0x04], "{frame:?}");
     assert!(
         frame.ends_with(b"Too many connections to MySQL Router"),
@@ -437,7 +437,7 @@ fn connect_errors_are_counted_per_client_ip() {
         assert_eq!(rest, BAD_HANDSHAKE);
     }
     r.expect_log("[routing:ip] blocking client host for 127.0.0.2:");
-    let raw = raw_exchange_from("127.0.0.2", a, b"", Duration::from_secs(5));
+    let raw = raw_exchange_from("127.0.0.2", a, b"", WAIT);
     assert_eq!(&raw[3..7], &[0, 0xff, 0x69, 0x04], "{raw:?}");
     assert!(String::from_utf8_lossy(&raw[7..])
         .starts_with("Too many connection errors from 127.0.0.2:"));
@@ -447,7 +447,7 @@ fn connect_errors_are_counted_per_client_ip() {
     assert_eq!(rest, BAD_HANDSHAKE);
     r.expect_log("[routing:ip] incrementing error counter for host of 127.0.0.3:");
     let mut c = connect_from("127.0.0.3", a);
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
     let mut g = [0u8; 512];
     let n = c.read(&mut g).unwrap();
     assert!(
@@ -537,7 +537,7 @@ fn handshake_timeout_is_counted() {
         "timed out {after} ms after connecting"
     );
     r.expect_log("[routing:to] blocking client host for 127.0.0.2:");
-    let raw = raw_exchange_from("127.0.0.2", a, b"", Duration::from_secs(5));
+    let raw = raw_exchange_from("127.0.0.2", a, b"", WAIT);
     assert_eq!(&raw[3..7], &[0, 0xff, 0x69, 0x04], "{raw:?}");
 }
 
@@ -555,7 +555,7 @@ fn x_protocol_errors_are_mysqlx_frames() {
     let _held = TcpStream::connect(("127.0.0.1", port)).unwrap();
     // The router connects to the backend only after taking the slot.
     let (_b, _) = backend.accept().unwrap();
-    let frame = raw_exchange(port, b"", Duration::from_secs(5));
+    let frame = raw_exchange(port, b"", WAIT);
     assert_x_error(
         &frame,
         1040,
@@ -567,8 +567,8 @@ fn x_protocol_errors_are_mysqlx_frames() {
     // The held client's slot is released once the router sees it close.
     let mut frame = Vec::new();
     assert!(
-        eventually(Duration::from_secs(10), || {
-            frame = raw_exchange(port, b"", Duration::from_secs(5));
+        eventually(WAIT, || {
+            frame = raw_exchange(port, b"", WAIT);
             decode_x_error(&frame).0 != 1040
         }),
         "the slot was not released"
@@ -658,7 +658,7 @@ fn silent_server_does_not_count_against_the_client() {
     // (1129 at once instead of silence).
     for _ in 0..3 {
         let t = Instant::now();
-        let got = raw_exchange(port, b"", Duration::from_secs(10));
+        let got = raw_exchange(port, b"", WAIT);
         assert!(got.is_empty(), "{got:?}");
         assert!(
             t.elapsed() >= Duration::from_millis(1500) && t.elapsed() < Duration::from_secs(15),
@@ -695,15 +695,11 @@ fn x_protocol_bad_handshake_is_counted() {
     );
     let r = Router::start(&body, &[port]);
     for _ in 0..2 {
-        let frame = raw_exchange(
-            port,
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            Duration::from_secs(5),
-        );
+        let frame = raw_exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", WAIT);
         assert_x_error(&frame, 1043, "08S01", "Bad handshake");
     }
     r.expect_log("[routing:x] blocking client host for 127.0.0.1:");
-    let (code, state, msg) = decode_x_error(&raw_exchange(port, b"", Duration::from_secs(5)));
+    let (code, state, msg) = decode_x_error(&raw_exchange(port, b"", WAIT));
     assert_eq!((code, state.as_str()), (1129, "HY000"));
     assert!(
         msg.starts_with("Too many connection errors from 127.0.0.1:"),
@@ -730,7 +726,7 @@ fn x_protocol_pre_auth_frame_limit_is_1_mib() {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut b, _) = backend.accept().unwrap();
     c.write_all(&frame).unwrap();
-    b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    b.set_read_timeout(Some(WAIT)).unwrap();
     let mut got = vec![0u8; frame.len()];
     b.read_exact(&mut got).unwrap();
     assert!(got == frame, "the 1 MiB frame reached the server unchanged");
@@ -745,7 +741,7 @@ fn x_protocol_pre_auth_frame_limit_is_1_mib() {
     // 1 MiB + 1: Mysqlx.Error 1043, without waiting for the payload.
     let mut hdr = ((1u32 << 20) + 1).to_le_bytes().to_vec();
     hdr.push(1);
-    let frame = raw_exchange(port, &hdr, Duration::from_secs(5));
+    let frame = raw_exchange(port, &hdr, WAIT);
     assert_x_error(&frame, 1043, "08S01", "Bad handshake");
     r.expect_log("sent a bad handshake packet");
 }

@@ -109,7 +109,7 @@ async fn backend_killed_under_load() {
             let (mut ok, mut err) = (0usize, Vec::new());
             let deadline = Instant::now() + Duration::from_secs(30);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
-                match tokio::time::timeout(Duration::from_secs(10), select_port(port)).await {
+                match tokio::time::timeout(WAIT, select_port(port)).await {
                     Ok(Ok(_)) => ok += 1,
                     other => err.push(format!("{other:?}")),
                 }
@@ -142,11 +142,11 @@ async fn backend_killed_under_load() {
     .map(drop)
     .unwrap();
 
-    // Every client of the dead server gets an error within 5 s; the others still work.
+    // Every client of the dead server gets an error within 15 s (generous: the CPUs are shared); the others still work.
     let t0 = Instant::now();
     for (p, mut c) in held {
         let res = tokio::time::timeout(
-            Duration::from_secs(5),
+            Duration::from_secs(15),
             c.query_first::<u16, _>("SELECT @@port"),
         )
         .await;
@@ -167,7 +167,7 @@ async fn backend_killed_under_load() {
             let _ = c.disconnect().await;
         }
     }
-    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
     // More clients arrive after the crash.
     arrivals_reach(arrived.load(std::sync::atomic::Ordering::SeqCst) + 5).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -183,7 +183,7 @@ async fn backend_killed_under_load() {
     assert!(r.is_running(), "router died");
     // The descriptors return to the idle count. Sampled until it holds: the quarantine
     // re-probes s1 every second with a socket of its own, for a moment.
-    let back = Instant::now() + Duration::from_secs(10);
+    let back = Instant::now() + WAIT;
     while r.fd_count() > idle_fds && Instant::now() < back {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

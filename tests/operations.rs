@@ -69,21 +69,13 @@ fn log_format_file_sink_and_folder_creation() {
             .stdout(Stdio::piped()),
     );
     let log = folder.join("mysqlrouter.log");
-    assert!(wait_file_contains(
-        &log,
-        "Start accepting",
-        Duration::from_secs(5)
-    ));
+    assert!(wait_file_contains(&log, "Start accepting", WAIT));
     assert_eq!(cli_port_tcp(port).unwrap(), s1.port);
     // The session ends a moment after the client: its close line, then the signal
     // (a SIGTERM first would close it "by shutdown").
-    assert!(wait_file_contains(
-        &log,
-        "connection closed (up: ",
-        Duration::from_secs(10)
-    ));
+    assert!(wait_file_contains(&log, "connection closed (up: ", WAIT));
     signal(child.id() as i32, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut child, WAIT), Some(0));
     let out = child.output();
     assert!(
         out.stderr.is_empty(),
@@ -191,16 +183,16 @@ fn log_folder_errors_and_console_destination() {
         }
         all
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + WAIT;
     while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if l.contains("option 'routing.foo' is not supported") {
             break;
         }
     }
     // The signal handlers are in place once the route listens.
-    assert!(eventually(Duration::from_secs(10), || listening(port)));
+    assert!(eventually(WAIT, || listening(port)));
     signal(child.id() as i32, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut child, WAIT), Some(0));
     let stdout = reader.join().expect("stdout reader");
     let out = child.output();
     assert!(out.stderr.is_empty());
@@ -270,7 +262,7 @@ fn logrotate_rename_and_hup_under_load_loses_no_line() {
             + count(&r.log_text(), pat)
     };
     // The last close lines are written a moment after the clients left.
-    eventually(Duration::from_secs(10), || {
+    eventually(WAIT, || {
         let a = lines("connection accepted at");
         a >= n && lines("connection closed") == a
     });
@@ -300,7 +292,7 @@ fn log_reopen_failure_exits_1() {
     std::fs::rename(&r.log, r.dir.join("old.log")).unwrap();
     std::fs::create_dir(&r.log).unwrap(); // the log path is now a directory
     signal(r.pid(), Signal::SIGHUP);
-    assert_eq!(wait_exit(&mut r.child, Duration::from_secs(10)), Some(1));
+    assert_eq!(wait_exit(&mut r.child, WAIT), Some(1));
     let err = {
         let mut s = String::new();
         use std::io::Read;
@@ -357,7 +349,7 @@ fn sigterm_stops_accepting_drains_and_removes_pid_file() {
         let p: Option<u16> = held.query_first("SELECT @@port").await.unwrap();
         assert_eq!(p, Some(s1.port));
         // ...and is closed after it.
-        let code = tokio::task::block_in_place(|| wait_exit(&mut r.child, Duration::from_secs(10)));
+        let code = tokio::task::block_in_place(|| wait_exit(&mut r.child, WAIT));
         assert_eq!(code, Some(0));
         let took = t0.elapsed();
         assert!(
@@ -403,7 +395,7 @@ fn pid_file_precedence_and_live_process() {
         )
     };
     let wait_file = |p: &std::path::Path| {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + WAIT;
         while !p.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -427,14 +419,14 @@ fn pid_file_precedence_and_live_process() {
         cli_pid.display()
     )));
     signal(c.id() as i32, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut c, WAIT), Some(0));
     assert!(!cli_pid.exists());
     // pid_file wins over ROUTER_PID.
     let mut c = start(&[]);
     assert!(wait_file(&cfg_pid));
     assert!(!env_pid.exists());
     signal(c.id() as i32, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut c, WAIT), Some(0));
     // ROUTER_PID alone; a stale file of a dead process is replaced.
     std::fs::write(
         &conf,
@@ -445,7 +437,7 @@ fn pid_file_precedence_and_live_process() {
     .unwrap();
     std::fs::write(&env_pid, "999999\n").unwrap();
     let mut c = start(&[]);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT;
     while std::fs::read_to_string(&env_pid).unwrap_or_default().trim() != c.id().to_string()
         && Instant::now() < deadline
     {
@@ -456,7 +448,7 @@ fn pid_file_precedence_and_live_process() {
         c.id().to_string()
     );
     signal(c.id() as i32, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut c, WAIT), Some(0));
     assert!(!env_pid.exists());
 }
 
@@ -490,11 +482,7 @@ fn user_switch_drops_root() {
             .stderr(Stdio::piped()),
     );
     let log = dir.join("mysqlrouter.log");
-    assert!(wait_file_contains(
-        &log,
-        "Start accepting",
-        Duration::from_secs(5)
-    ));
+    assert!(wait_file_contains(&log, "Start accepting", WAIT));
     let status = std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap();
     let field = |k: &str| {
         status
@@ -531,7 +519,7 @@ fn user_switch_drops_root() {
         "log written as the user"
     );
     signal(c.id() as i32, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut c, WAIT), Some(0));
     // [DEFAULT] user works the same way; an unknown user is refused.
     let out = Command::new(router_bin())
         .arg("-c")
@@ -549,8 +537,7 @@ fn systemd_notify_ready_after_listening_and_stopping() {
     let dir = tmp_dir("notify");
     let sock_path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
     let port = free_port();
     let conf = dir.join("c.conf");
     std::fs::write(&conf, format!("[DEFAULT]\nlogging_folder =\n[routing:a]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n")).unwrap();
@@ -577,7 +564,7 @@ fn systemd_notify_ready_after_listening_and_stopping() {
         msg.contains("STOPPING=1") && msg.contains("STATUS=Router shutdown in progress"),
         "{msg}"
     );
-    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut c, WAIT), Some(0));
 }
 
 /// SIGPIPE is ignored: the router's SigIgn mask has it, a SIGPIPE sent to it and
@@ -629,7 +616,7 @@ fn sigint_with_default_shutdown_timeout_closes_every_route_at_once() {
         let mut cb = mysql_async::Conn::new(opts(b)).await.unwrap();
         let t0 = Instant::now();
         r.signal(Signal::SIGINT);
-        let code = tokio::task::block_in_place(|| r.child.wait_exit(Duration::from_secs(10)));
+        let code = tokio::task::block_in_place(|| r.child.wait_exit(WAIT));
         assert_eq!(code, Some(0));
         assert!(
             t0.elapsed() < Duration::from_secs(10),
@@ -724,16 +711,20 @@ fn io_threads_zero_is_one_per_cpu() {
     r.expect_log(&format!(
         "starting {cpus} io-threads, using backend 'linux_epoll'"
     ));
-    let io_threads = std::fs::read_dir(format!("/proc/{}/task", r.pid()))
-        .unwrap()
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .unwrap_or_default()
-                .starts_with("io-")
-        })
-        .count();
-    assert_eq!(io_threads, cpus);
+    // Each thread names itself when it starts running.
+    let io_threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", r.pid()))
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .unwrap_or_default()
+                    .starts_with("io-")
+            })
+            .count()
+    };
+    eventually(WAIT, || io_threads() >= cpus);
+    assert_eq!(io_threads(), cpus);
 }
 
 /// Sections accepted for compatibility but not acted on load, each with an INFO line.
@@ -759,8 +750,7 @@ fn syslog_sink_writes_to_dev_log() {
     let dir = tmp_dir("syslog");
     let sock_path = dir.join("log.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
     let port = free_port();
     let conf = dir.join("c.conf");
     std::fs::write(
@@ -791,7 +781,7 @@ fn syslog_sink_writes_to_dev_log() {
     }
     let pid = c.id();
     signal(c.id() as i32, Signal::SIGTERM);
-    let code = wait_exit(&mut c, Duration::from_secs(10));
+    let code = wait_exit(&mut c, WAIT);
     let stderr = String::from_utf8_lossy(&c.output().stderr).into_owned();
     assert_eq!(code, Some(0), "{stderr}");
     let first = got.first().cloned().unwrap_or_default();

@@ -140,7 +140,7 @@ fn next_available_closes_its_listener_while_all_are_down() {
         "Stop accepting connections for routing routing:na listening on 127.0.0.1:{port}"
     ));
     assert!(
-        eventually(Duration::from_secs(10), || { refused(port) }),
+        eventually(WAIT, || { refused(port) }),
         "the listener stays open while all destinations are quarantined"
     );
     s1.restart();
@@ -174,7 +174,7 @@ fn quarantine_skips_and_recovers_within_interval() {
     let back = Instant::now();
     // interval (1 s) + a wide margin for the clients on a loaded machine (the interval
     // itself is measured in quarantine_threshold_and_interval_are_honoured)
-    let seen = eventually(Duration::from_secs(10), || {
+    let seen = eventually(WAIT, || {
         (0..3).any(|_| cli_port_tcp(port).ok() == Some(s2.port))
     });
     assert!(seen, "s2 not used again {:?} after restart", back.elapsed());
@@ -190,14 +190,12 @@ fn listener_closes_while_all_down_and_reopens() {
     let e = lib_port(port).unwrap_err();
     assert_eq!(e, "2003: Can't connect to remote MySQL server");
     // ...then the listener closes: TCP refused.
-    assert!(eventually(Duration::from_secs(10), || { refused(port) }));
+    assert!(eventually(WAIT, || { refused(port) }));
     r.expect_log(&format!(
         "Stop accepting connections for routing routing:one listening on 127.0.0.1:{port}"
     ));
     s1.restart();
-    assert!(eventually(Duration::from_secs(10), || cli_port_tcp(port)
-        .ok()
-        == Some(s1.port)));
+    assert!(eventually(WAIT, || cli_port_tcp(port).ok() == Some(s1.port)));
     r.expect_log_count(
         &format!(
             "Start accepting connections for routing routing:one listening on '127.0.0.1:{port}'"
@@ -264,7 +262,7 @@ fn unix_socket_and_ipv6_listeners() {
     );
     let r = Router::start(&body, &[]);
     assert!(
-        r.wait_log("Start accepting connections", Duration::from_secs(5)),
+        r.wait_log("Start accepting connections", WAIT),
         "{}",
         r.log_text()
     );
@@ -296,7 +294,7 @@ fn live_socket_file_is_refused_and_bind_failure_exits_1() {
         s1.addr()
     );
     let mut r = Router::start(&body, &[]);
-    let code = wait_exit(&mut r.child, Duration::from_secs(10));
+    let code = wait_exit(&mut r.child, WAIT);
     assert_eq!(code, Some(1));
     assert!(r.log_text().contains(&format!(
         "Socket file {} already in use by another process",
@@ -306,7 +304,7 @@ fn live_socket_file_is_refused_and_bind_failure_exits_1() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let mut r = Router::start(&route("b", port, "round-robin", &[&s1]), &[]);
-    assert_eq!(wait_exit(&mut r.child, Duration::from_secs(10)), Some(1));
+    assert_eq!(wait_exit(&mut r.child, WAIT), Some(1));
     assert!(
         r.log_text().contains(&format!(
             "Failed setting up acceptor on '127.0.0.1:{port}': Address already in use"
@@ -367,7 +365,7 @@ fn server_side_close_releases_an_idle_client() {
         c.query_drop("SET SESSION wait_timeout = 1").await.unwrap();
         assert!(r.fd_count() > idle_fds);
         // The client stays idle; the server closes after 1 s.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + WAIT;
         while r.fd_count() > idle_fds && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -441,7 +439,7 @@ fn tls_passes_through_to_the_server() {
     }
 }
 
-/// Waits (10 s) for a log line that contains all of `parts`; returns it.
+/// Waits ([`WAIT`]) for a log line that contains all of `parts`; returns it.
 fn log_line_with(r: &Router, parts: &[&str]) -> String {
     let find = || {
         r.log_text()
@@ -450,7 +448,7 @@ fn log_line_with(r: &Router, parts: &[&str]) -> String {
             .map(String::from)
     };
     assert!(
-        eventually(Duration::from_secs(10), || find().is_some()),
+        eventually(WAIT, || find().is_some()),
         "no log line with all of {parts:?}; log:\n{}",
         r.log_text()
     );
@@ -577,7 +575,7 @@ fn failover_lines_at_the_default_level() {
         &[],
     );
     // Without INFO lines there is no "listening" line to wait for.
-    r.wait_listening(port, Duration::from_secs(10));
+    r.wait_listening(port, WAIT);
     s1.stop();
     assert_eq!(cli_port_tcp(port).unwrap(), s2.port);
     bring_back(&r, &mut s1);

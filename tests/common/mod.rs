@@ -10,6 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// How long the harness waits for something that should happen (a log line, a
+/// listener, a client's answer) before failing: generous, as the suite shares 2 CPUs
+/// with other work; only a failing test waits this long.
+pub const WAIT: Duration = Duration::from_secs(30);
+
 pub const USER: &str = "t";
 pub const PASS: &str = "t";
 
@@ -522,7 +527,7 @@ impl Router {
         // take a round-robin turn.
         for p in ports {
             let line = format!("listening on '127.0.0.1:{p}'");
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + WAIT;
             while !r.log_has(&line) {
                 if !r.is_running() || Instant::now() > deadline {
                     panic!("router does not listen on {p}; log:\n{}", r.log_text());
@@ -577,22 +582,22 @@ impl Router {
         self.log_has(needle)
     }
 
-    /// Waits up to 10 s for a log line containing `needle`; fails the test with the log
-    /// otherwise.
+    /// Waits up to [`WAIT`] for a log line containing `needle`; fails the test with the
+    /// log otherwise.
     #[track_caller]
     pub fn expect_log(&self, needle: &str) {
         assert!(
-            self.wait_log(needle, Duration::from_secs(10)),
+            self.wait_log(needle, WAIT),
             "no log line with {needle:?}; log:\n{}",
             self.log_text()
         );
     }
 
-    /// Waits up to 10 s until `needle` occurs `n` times in the log; fails the test if
-    /// it occurs a different number of times.
+    /// Waits up to [`WAIT`] until `needle` occurs `n` times in the log; fails the test
+    /// if it occurs a different number of times.
     #[track_caller]
     pub fn expect_log_count(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + WAIT;
         while self.log_text().matches(needle).count() < n && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -691,7 +696,7 @@ pub fn lib_port(port: u16) -> Result<u16, String> {
         .build()
         .unwrap();
     rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), select_port(port))
+        tokio::time::timeout(WAIT, select_port(port))
             .await
             .map_err(|_| "timeout".to_string())?
             .map_err(|e| match e {
