@@ -659,7 +659,8 @@ fn sigint_with_default_shutdown_timeout_closes_every_route_at_once() {
         stamp("Stopping 'MySQL Router'"),
         stamp("closing 2 active connection(s)"),
     );
-    assert!(after < 1000, "closed {after} ms after the signal: {log}");
+    // (Any drain period would have logged "waiting up to"; this bounds the rest.)
+    assert!(after < 2000, "closed {after} ms after the signal: {log}");
     for (name, p) in [("ops", a), ("ops2", b)] {
         assert!(
             log.contains(&format!(

@@ -557,7 +557,7 @@ fn quarantine_threshold_and_interval_are_honoured() {
         .collect();
     let gap = Duration::from_millis(ms_between(stamps[0], stamps[1]));
     assert!(
-        gap >= Duration::from_millis(2700) && gap < Duration::from_secs(10),
+        gap >= Duration::from_millis(2500) && gap < Duration::from_secs(10),
         "probes {gap:?} apart with error_quarantine_interval = 3"
     );
 }
