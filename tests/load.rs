@@ -184,12 +184,13 @@ async fn backend_killed_under_load() {
     // The descriptors return to the idle count. Sampled until it holds: the quarantine
     // re-probes s1 every second with a socket of its own, for a moment.
     let back = Instant::now() + WAIT;
-    while r.fd_count() > idle_fds && Instant::now() < back {
+    let mut fds = r.fd_count();
+    while fds > idle_fds && Instant::now() < back {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        fds = r.fd_count();
     }
     assert!(
-        r.fd_count() <= idle_fds,
-        "router leaks descriptors: {} > {idle_fds}",
-        r.fd_count()
+        fds <= idle_fds,
+        "router leaks descriptors: {fds} > {idle_fds}"
     );
 }

@@ -521,6 +521,8 @@ fn quarantine_is_shared_by_routes_with_its_debug_lines() {
 #[test]
 fn quarantine_threshold_and_interval_are_honoured() {
     let dest = free_port();
+    // The destination refuses, and nobody else can listen there meanwhile.
+    let refusing = Refusing::bind(dest);
     let port = free_port();
     let body = format!(
         "[routing:q]\nbind_port = {port}\ndestinations = 127.0.0.1:{dest}\nrouting_strategy = first-available\n\
@@ -540,14 +542,15 @@ fn quarantine_threshold_and_interval_are_honoured() {
     // it fails again, and the next probe to find it comes a whole interval later. The
     // router's own timestamps of the two "reachable again" lines measure it.
     let back = "is reachable again and left quarantine";
-    let l = std::net::TcpListener::bind(("127.0.0.1", dest)).unwrap();
+    let l = refusing.listen();
     r.expect_log_count(back, 1);
     drop(l);
+    let _refusing = Refusing::bind(dest);
     for _ in 0..2 {
         assert_eq!(lib_port(port).unwrap_err(), E2003);
     }
     r.expect_log_count(&quarantined, 2);
-    let _l = std::net::TcpListener::bind(("127.0.0.1", dest)).unwrap();
+    let _l = _refusing.listen();
     r.expect_log_count(back, 2);
     let stamps: Vec<u64> = r
         .log_text()

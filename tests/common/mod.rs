@@ -832,3 +832,24 @@ pub fn log_ms(line: &str) -> u64 {
 pub fn ms_between(earlier: u64, later: u64) -> u64 {
     (later + 86_400_000 - earlier) % 86_400_000
 }
+
+/// A TCP port on 127.0.0.1 that refuses connections: bound but not listening, so no
+/// other process can start listening there while a test relies on the refusal.
+pub struct Refusing(socket2::Socket);
+
+impl Refusing {
+    pub fn bind(port: u16) -> Refusing {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        s.set_reuse_address(true).expect("SO_REUSEADDR");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        s.bind(&addr.into()).expect("bind a refusing port");
+        Refusing(s)
+    }
+
+    /// Starts accepting on the port (the same socket: no window for anyone else).
+    pub fn listen(self) -> TcpListener {
+        self.0.listen(128).expect("listen");
+        self.0.into()
+    }
+}
