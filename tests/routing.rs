@@ -442,7 +442,7 @@ fn tls_passes_through_to_the_server() {
 /// Waits ([`WAIT`]) for a log line that contains all of `parts`; returns it.
 fn log_line_with(r: &Router, parts: &[&str]) -> String {
     let find = || {
-        r.log_text()
+        r.log_now()
             .lines()
             .find(|l| parts.iter().all(|p| l.contains(p)))
             .map(String::from)

@@ -558,16 +558,32 @@ impl Router {
         );
     }
 
-    /// The log as written so far. The router writes its log from a background thread,
-    /// a moment after the event: to check a line, wait for it ([`Router::expect_log`]);
-    /// use this only for lines known to be written (an earlier `expect_log` of a later
-    /// line) or to print the log on failure.
+    /// The log as written so far, once the file has been quiet for 50 ms (at most 2 s).
+    /// The router writes its log from a background thread, a moment after the event,
+    /// and quiet is no proof that a line is there: to check a line, wait for it
+    /// ([`Router::expect_log`]); use this for lines known to be written (an earlier
+    /// `expect_log` of a later line), for absence after such a point, or to print the
+    /// log on failure.
     pub fn log_text(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = self.log_now();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.log_now();
+            if now == last || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// The log file as it is right now.
+    pub fn log_now(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn log_has(&self, needle: &str) -> bool {
-        self.log_text().contains(needle)
+        self.log_now().contains(needle)
     }
 
     /// Waits (bounded) for a log line containing `needle`.
@@ -598,7 +614,7 @@ impl Router {
     #[track_caller]
     pub fn expect_log_count(&self, needle: &str, n: usize) {
         let deadline = Instant::now() + WAIT;
-        while self.log_text().matches(needle).count() < n && Instant::now() < deadline {
+        while self.log_now().matches(needle).count() < n && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         let got = self.log_text().matches(needle).count();
