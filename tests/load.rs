@@ -89,7 +89,33 @@ async fn backend_killed_under_load() {
     let (mut s1, s2, s3) = (MariaDb::start(), MariaDb::start(), MariaDb::start());
     let port = free_port();
     let mut r = Router::start(&rr_route(port, &[&s1, &s2, &s3]), &[port]);
-    let idle_fds = r.fd_count();
+    // The idle count once every I/O thread has started (each builds its own runtime,
+    // with descriptors of its own) and the count has been steady for 300 ms.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let io_threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", r.pid()))
+            .map(|d| {
+                d.flatten()
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .unwrap_or_default()
+                            .starts_with("io-")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(eventually(WAIT, || io_threads() >= cpus), "I/O threads");
+    let mut idle_fds = r.fd_count();
+    let steady = Instant::now() + WAIT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = r.fd_count();
+        if now == idle_fds || Instant::now() > steady {
+            break;
+        }
+        idle_fds = now;
+    }
 
     let mut held = Vec::new();
     for _ in 0..100 {
