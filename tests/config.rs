@@ -46,12 +46,25 @@ fn run(conf: &str, args: &[&str]) -> (Option<i32>, String, String) {
 
 const H: &str = "[DEFAULT]\nlogging_folder =\n";
 
+/// The ports of the error table's configs: every case fails validation before binding,
+/// but a case that wrongly starts must not collide with anything, so they are the
+/// harness's reserved ports.
+fn ports() -> (u16, u16) {
+    static P: std::sync::OnceLock<(u16, u16)> = std::sync::OnceLock::new();
+    *P.get_or_init(|| (common::free_port(), common::free_port()))
+}
+
 fn rt(extra: &str) -> String {
-    format!("{H}[routing:a]\nbind_port = 16446\ndestinations = 127.0.0.1:13306\nrouting_strategy = round-robin\n{extra}")
+    let (bind, dest) = ports();
+    format!("{H}[routing:a]\nbind_port = {bind}\ndestinations = 127.0.0.1:{dest}\nrouting_strategy = round-robin\n{extra}")
 }
 
 #[test]
 fn error_table() {
+    let dup = format!(
+        "in [routing:b]: duplicate IP or name found in bind_address '127.0.0.1:{}'",
+        ports().0
+    );
     let cases: Vec<(String, &str)> = vec![
         // §1 syntax (wrapped as "Configuration error: <msg>.")
         ("x=1\n".into(), "Error: Configuration error: Option line before start of section."),
@@ -96,14 +109,13 @@ fn error_table() {
         (format!("{H}[routing:a]\nbind_port = 1\ndestinations = metadata-cache://c/default?role=PRIMARY\nrouting_strategy = round-robin\n"), "metadata-cache destinations ('metadata-cache://c/default?role=PRIMARY') are not supported"),
         (format!("{H}[routing:a]\nbind_address = 127.0.0.1:99999\ndestinations = a\nrouting_strategy = round-robin\n"), "option bind_address in [routing:a]: '127.0.0.1:99999' is not a valid endpoint"),
         (format!("{H}[routing:a]\nbind_address = a_b:3\ndestinations = a\nrouting_strategy = round-robin\n"), "option bind_address in [routing:a]: 'a_b' in 'a_b:3' is not a valid IP-address or hostname"),
-        (format!("{H}[routing:a]\nbind_address = 127.0.0.1\ndestinations = a\nrouting_strategy = round-robin\n"), "either bind_address or socket option needs to be supplied, or both"),
         (format!("{H}[routing:a]\nbind_port = 1\ndestinations = a\n"), "option routing_strategy in [routing:a] is required"),
         (format!("{H}[routing:a]\nbind_port = 1\ndestinations = a\nrouting_strategy =\n"), "option routing_strategy in [routing:a] needs a value"),
         (format!("{H}[routing:a]\nbind_port = 1\ndestinations = a\nrouting_strategy = random\n"), "option routing_strategy in [routing:a] is invalid; valid are first-available, next-available, and round-robin (was 'random')"),
         (format!("{H}[routing:a]\nbind_port = 1\ndestinations = a\nrouting_strategy = round-robin-with-fallback\n"), "(was 'round-robin-with-fallback')"),
         (format!("{H}[routing:a]\nbind_port = 1\ndestinations = a\nmode = primary\n"), "option mode in [routing:a] is invalid; valid are read-write and read-only (was 'primary')"),
         (format!("{H}[routing:a]\nbind_port = 1\ndestinations = a\nmode =\n"), "option mode in [routing:a] needs a value"),
-        (rt("protocol = mysql\n"), "Invalid protocol name: 'mysql'"),
+        (rt("protocol = mysql\n"), "Error: Configuration error: in [routing:a]: Invalid protocol name: 'mysql'"),
         (rt("connect_timeout = 0\n"), "option connect_timeout in [routing:a] needs value between 1 and 65535 inclusive, was '0'"),
         (rt("client_connect_timeout = 1\n"), "option client_connect_timeout in [routing:a] needs value between 2 and 31536000 inclusive, was '1'"),
         (rt("max_connections = 70000\n"), "option max_connections in [routing:a] needs value between 0 and 65535 inclusive, was '70000'"),
@@ -111,8 +123,10 @@ fn error_table() {
         (format!("[DEFAULT]\nlogging_folder=\nmax_connect_errors = 0\n{}", &rt("")[H.len()..]), "option max_connect_errors in [default] needs value between 1 and 4294967295 inclusive, was '0'"),
         (rt("net_buffer_length = 100\n"), "option net_buffer_length in [routing:a] needs value between 1024 and 1048576 inclusive, was '100'"),
         (rt("thread_stack_size = 0\n"), "option thread_stack_size in [routing:a] needs value between 1 and 65535 inclusive, was '0'"),
-        (rt("[routing:b]\nbind_port = 16446\ndestinations = a\nrouting_strategy = round-robin\n"), "in [routing:b]: duplicate IP or name found in bind_address '127.0.0.1:16446'"),
-        (format!("{H}[routing:a]\nbind_port = 13306\ndestinations = 127.0.0.1:13306\nrouting_strategy = round-robin\n"), "Bind Address can not be part of destinations"),
+        (rt(&format!("[routing:b]\nbind_port = {}\ndestinations = a\nrouting_strategy = round-robin\n", ports().0)), &dup),
+        (format!("{H}[routing:a]\nbind_port = {d}\ndestinations = 127.0.0.1:{d}\nrouting_strategy = round-robin\n", d = ports().1), "Error: Configuration error: in [routing:a]: Bind Address can not be part of destinations"),
+        (format!("{H}[routing:a]\nbind_address = 127.0.0.1\ndestinations = a\nrouting_strategy = round-robin\n"), "Error: Configuration error: in [routing:a]: either bind_address or socket option needs to be supplied, or both"),
+        (rt("server_ssl_verify = VERIFY_CA\n"), "option server_ssl_verify in [routing:a]: server certificate verification (server_ssl_verify=VERIFY_CA) is not supported by this router"),
         (rt("client_ssl_mode = sometimes\n"), "invalid value 'sometimes' for option client_ssl_mode in [routing:a]. Allowed are: DISABLED,PREFERRED,REQUIRED,PASSTHROUGH."),
         (rt("client_ssl_mode = REQUIRED\n"), "client_ssl_cert must be set, if client_ssl_mode is 'REQUIRED'."),
         (rt("server_ssl_mode = REQUIRED\n"), "If client_ssl_mode is PASSTHROUGH, server_ssl_mode must be AS_CLIENT."),

@@ -303,7 +303,9 @@ fn fuzz_terminating_handshake() {
         .enable_all()
         .build()
         .unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let server_addr = listener.local_addr().unwrap();
     fuzz("terminate", |input| {
         let (mut from_client, mut from_server_bytes) = (Vec::new(), Vec::new());

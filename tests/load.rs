@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use mysql_async::prelude::Queryable;
 
+/// A round-robin route; the process limit is raised above the 1,000 clients of these
+/// tests (the default, 512, is tested in admission.rs).
 fn rr_route(port: u16, servers: &[&MariaDb]) -> String {
     let d = servers
         .iter()
@@ -16,7 +18,7 @@ fn rr_route(port: u16, servers: &[&MariaDb]) -> String {
         .collect::<Vec<_>>()
         .join(",");
     format!(
-        "[routing:rr]\nbind_port = {port}\ndestinations = {d}\nrouting_strategy = round-robin\n"
+        "[DEFAULT]\nmax_total_connections = 4000\n[routing:rr]\nbind_port = {port}\ndestinations = {d}\nrouting_strategy = round-robin\n"
     )
 }
 
@@ -87,7 +89,33 @@ async fn backend_killed_under_load() {
     let (mut s1, s2, s3) = (MariaDb::start(), MariaDb::start(), MariaDb::start());
     let port = free_port();
     let mut r = Router::start(&rr_route(port, &[&s1, &s2, &s3]), &[port]);
-    let idle_fds = r.fd_count();
+    // The idle count once every I/O thread has started (each builds its own runtime,
+    // with descriptors of its own) and the count has been steady for 300 ms.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let io_threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", r.pid()))
+            .map(|d| {
+                d.flatten()
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .unwrap_or_default()
+                            .starts_with("io-")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(eventually(WAIT, || io_threads() >= cpus), "I/O threads");
+    let mut idle_fds = r.fd_count();
+    let steady = Instant::now() + WAIT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = r.fd_count();
+        if now == idle_fds || Instant::now() > steady {
+            break;
+        }
+        idle_fds = now;
+    }
 
     let mut held = Vec::new();
     for _ in 0..100 {
@@ -100,21 +128,37 @@ async fn backend_killed_under_load() {
 
     // New clients keep arriving during the crash.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let arrivals = {
-        let stop = stop.clone();
+        let (stop, arrived) = (stop.clone(), arrived.clone());
         tokio::spawn(async move {
             let (mut ok, mut err) = (0usize, Vec::new());
             let deadline = Instant::now() + Duration::from_secs(30);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
-                match tokio::time::timeout(Duration::from_secs(10), select_port(port)).await {
+                match tokio::time::timeout(WAIT, select_port(port)).await {
                     Ok(Ok(_)) => ok += 1,
                     other => err.push(format!("{other:?}")),
                 }
+                arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             (ok, err)
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let arrivals_reach = |n: usize| {
+        let arrived = arrived.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while arrived.load(std::sync::atomic::Ordering::SeqCst) < n && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                arrived.load(std::sync::atomic::Ordering::SeqCst) >= n,
+                "arrivals stalled"
+            );
+        }
+    };
+    arrivals_reach(3).await;
     let s1_port = s1.port;
     tokio::task::spawn_blocking(move || {
         s1.kill();
@@ -124,17 +168,21 @@ async fn backend_killed_under_load() {
     .map(drop)
     .unwrap();
 
-    // Every client of the dead server gets an error within 5 s; the others still work.
+    // Every client of the dead server gets an error within 15 s (generous: the CPUs are shared); the others still work.
     let t0 = Instant::now();
     for (p, mut c) in held {
         let res = tokio::time::timeout(
-            Duration::from_secs(5),
+            Duration::from_secs(15),
             c.query_first::<u16, _>("SELECT @@port"),
         )
         .await;
         if p == s1_port {
+            // The connection ends (I/O or closed-connection error), no hang, no answer.
             assert!(
-                matches!(res, Ok(Err(_))),
+                matches!(
+                    res,
+                    Ok(Err(mysql_async::Error::Io(_))) | Ok(Err(mysql_async::Error::Driver(_)))
+                ),
                 "client of killed server: {res:?}"
             );
         } else {
@@ -145,8 +193,9 @@ async fn backend_killed_under_load() {
             let _ = c.disconnect().await;
         }
     }
-    assert!(t0.elapsed() < Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+    // More clients arrive after the crash.
+    arrivals_reach(arrived.load(std::sync::atomic::Ordering::SeqCst) + 5).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (ok, err) = arrivals.await.unwrap();
     assert!(ok > 0);
@@ -158,9 +207,16 @@ async fn backend_killed_under_load() {
         assert!(p == s2.port || p == s3.port);
     }
     assert!(r.is_running(), "router died");
-    let back = Instant::now() + Duration::from_secs(5);
-    while r.fd_count() > idle_fds && Instant::now() < back {
+    // The descriptors return to the idle count. Sampled until it holds: the quarantine
+    // re-probes s1 every second with a socket of its own, for a moment.
+    let back = Instant::now() + WAIT;
+    let mut fds = r.fd_count();
+    while fds > idle_fds && Instant::now() < back {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        fds = r.fd_count();
     }
-    assert_eq!(r.fd_count(), idle_fds, "router leaks descriptors");
+    assert!(
+        fds <= idle_fds,
+        "router leaks descriptors: {fds} > {idle_fds}"
+    );
 }

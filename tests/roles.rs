@@ -789,13 +789,13 @@ fn readconnroute_sample_config_works() {
     assert!(conf.contains("role = PRIMARY") && conf.contains("least-connections"));
     let path = dir.join("readconnroute.conf");
     std::fs::write(&path, conf).unwrap();
-    let child = Command::new(common::router_bin())
-        .arg("-c")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::Proc::spawn(
+        Command::new(common::router_bin())
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
     let router = Router {
         child,
         log: dir.join("mysqlrouter.log"),

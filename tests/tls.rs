@@ -553,7 +553,11 @@ fn bad_tls_options_exit_1_with_the_option_named() {
 fn many_concurrent_tls_clients() {
     let srv = tls_server();
     let port = free_port();
-    let _r = Router::start(&route("many", port, &srv.addr(), &cert_opts()), &[port]);
+    let body = format!(
+        "[DEFAULT]\nmax_total_connections = 4000\n{}",
+        route("many", port, &srv.addr(), &cert_opts())
+    );
+    let _r = Router::start(&body, &[port]);
     common::raise_fd_limit();
     let n = 1000;
     let rt = common::rt();

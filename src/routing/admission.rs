@@ -134,7 +134,6 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
@@ -165,27 +164,41 @@ mod tests {
         );
     }
 
+    /// 32 threads take a slot at the same moment and hold it until all have tried:
+    /// exactly the limit get one, for the route limit and for the process limit, round
+    /// after round; everything is released afterwards.
     #[test]
     fn concurrent_admission_never_exceeds_the_limit() {
-        let a = Arc::new(Admission::new(10, 100));
-        let total = Arc::new(AtomicU64::new(0));
-        let peak = Arc::new(AtomicU64::new(0));
-        let hs: Vec<_> = (0..8)
-            .map(|_| {
-                let (a, total, peak) = (a.clone(), total.clone(), peak.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..2000 {
-                        if let Ok(p) = a.admit(&total, 1000) {
-                            peak.fetch_max(a.active(), Ordering::SeqCst);
+        use std::sync::Barrier;
+        const THREADS: usize = 32;
+        // (route max_connections, process max_total_connections)
+        for (route_max, total_max) in [(10, 1000), (0, 10)] {
+            let a = Admission::new(route_max, 100);
+            let total = AtomicU64::new(0);
+            for round in 0..20 {
+                let (start, tried) = (Barrier::new(THREADS), Barrier::new(THREADS));
+                let admitted = AtomicU64::new(0);
+                std::thread::scope(|s| {
+                    for _ in 0..THREADS {
+                        s.spawn(|| {
+                            start.wait();
+                            let p = a.admit(&total, total_max);
+                            if p.is_ok() {
+                                admitted.fetch_add(1, Ordering::SeqCst);
+                            }
+                            tried.wait();
                             drop(p);
-                        }
+                        });
                     }
-                })
-            })
-            .collect();
-        hs.into_iter().for_each(|h| h.join().unwrap()); // ok: test code
-        assert!(peak.load(Ordering::SeqCst) <= 10);
-        assert_eq!((a.active(), total.load(Ordering::SeqCst)), (0, 0));
+                });
+                assert_eq!(
+                    admitted.load(Ordering::SeqCst),
+                    10,
+                    "round {round}, limits ({route_max}, {total_max})"
+                );
+                assert_eq!((a.active(), total.load(Ordering::SeqCst)), (0, 0));
+            }
+        }
     }
 
     #[test]

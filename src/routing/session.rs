@@ -31,18 +31,23 @@ impl Route {
     {
         let sec = &self.cfg.section;
         let mut tracker = Tracker::new(self.cfg.protocol);
+        // The counter is reset before the completing packet is forwarded: a client that
+        // has its answer (OK, or a wrong password's ERR) and reconnects at once must
+        // find it reset.
+        let reset = || {
+            if let Some(ip) = ip {
+                self.admission.reset(ip);
+            }
+        };
         let outcome = tokio::time::timeout(
             self.cfg.client_connect_timeout,
-            watch_handshake(client, server, &mut tracker, live),
+            watch_handshake(client, server, &mut tracker, live, &reset),
         )
         .await;
         let failure = match outcome {
             Ok(Ok(HandshakeEnd::Complete)) => {
                 // MySQL Router's timeConnectedToServer: the session is established.
                 live.connected(crate::stats::now_us());
-                if let Some(ip) = ip {
-                    self.admission.reset(ip);
-                }
                 return relay::relay(
                     client,
                     server,
@@ -54,6 +59,10 @@ impl Route {
             }
             Ok(Ok(HandshakeEnd::ServerClosed)) => return Ok(()),
             Ok(Ok(HandshakeEnd::Bad)) => {
+                // Counted before the client reads its 1043, so a client that reconnects
+                // at once finds its counter already up.
+                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
+                self.count_failure(ip, peer);
                 // Classic: what MySQL Router sends (sequence id 2, no SQL state).
                 let frame = match self.cfg.protocol {
                     Protocol::Classic => {
@@ -66,8 +75,7 @@ impl Route {
                 let _ = relay::send(client, &frame).await;
                 relay::shutdown_write(client);
                 relay::drain(client, Duration::from_secs(2)).await;
-                tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet");
-                true
+                false
             }
             // Counted only if the client had sent something the server had not yet
             // answered: a health check (nothing sent) and a client that gave up after
@@ -141,6 +149,7 @@ async fn watch_handshake<C, S>(
     server: &S,
     tracker: &mut Tracker,
     live: &Live,
+    on_complete: &(dyn Fn() + Sync),
 ) -> std::io::Result<HandshakeEnd>
 where
     C: Stream,
@@ -161,6 +170,9 @@ where
                 if v == Verdict::Bad {
                     return Ok(HandshakeEnd::Bad);
                 }
+                if v == Verdict::Complete {
+                    on_complete();
+                }
                 send(server, &cbuf[..n]).await?;
                 live.up.moved(n);
                 if v == Verdict::Complete {
@@ -173,6 +185,9 @@ where
                     return Ok(HandshakeEnd::ServerClosed);
                 }
                 let v = tracker.on_server(&sbuf[..n]);
+                if v == Verdict::Complete {
+                    on_complete();
+                }
                 send(client, &sbuf[..n]).await?;
                 live.down.moved(n);
                 if v == Verdict::Complete {

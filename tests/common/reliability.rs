@@ -41,7 +41,7 @@ pub fn start_router(
             });
         }
     }
-    let child = cmd.spawn().expect("spawn router");
+    let child = super::Proc::spawn(&mut cmd);
     let r = Router {
         child,
         log: dir.join("mysqlrouter.log"),
