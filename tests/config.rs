@@ -126,7 +126,7 @@ fn error_table() {
         (rt(&format!("[routing:b]\nbind_port = {}\ndestinations = a\nrouting_strategy = round-robin\n", ports().0)), &dup),
         (format!("{H}[routing:a]\nbind_port = {d}\ndestinations = 127.0.0.1:{d}\nrouting_strategy = round-robin\n", d = ports().1), "Error: Configuration error: in [routing:a]: Bind Address can not be part of destinations"),
         (format!("{H}[routing:a]\nbind_address = 127.0.0.1\ndestinations = a\nrouting_strategy = round-robin\n"), "Error: Configuration error: in [routing:a]: either bind_address or socket option needs to be supplied, or both"),
-        (rt("server_ssl_verify = VERIFY_CA\n"), "option server_ssl_verify in [routing:a]: server certificate verification (server_ssl_verify=VERIFY_CA) is not supported by this router"),
+        (rt("server_ssl_verify = VERIFY_CA\n"), "server_ssl_ca or server_ssl_capath must be set, if server_ssl_verify is 'VERIFY_CA'."),
         (rt("client_ssl_mode = sometimes\n"), "invalid value 'sometimes' for option client_ssl_mode in [routing:a]. Allowed are: DISABLED,PREFERRED,REQUIRED,PASSTHROUGH."),
         (rt("client_ssl_mode = REQUIRED\n"), "client_ssl_cert must be set, if client_ssl_mode is 'REQUIRED'."),
         (rt("server_ssl_mode = REQUIRED\n"), "If client_ssl_mode is PASSTHROUGH, server_ssl_mode must be AS_CLIENT."),
