@@ -340,10 +340,12 @@ fn lagging_replica_leaves_the_secondary_route_and_returns() {
             "role = SECONDARY\nrouting_strategy = round-robin\nmax_replication_lag = 2"
         )
     );
-    // The REST API and /metrics show the monitor's view (no realm: open on loopback).
+    // The REST API and /metrics show the monitor's view.
     let http = common::free_port();
+    let pw = common::http::passwd_file(&common::tmp_dir("rest"), "u", "p");
     let body = format!(
-        "{body}[http_server]\nport={http}\nbind_address=127.0.0.1\n[rest_api]\n[rest_routing]\n[metrics]\n"
+        "{body}{}\n[metrics]\n",
+        common::http::monitoring_sections(http, &pw)
     );
     let router = Router::start(&body, &[ro]);
     let reps = r.replica_indexes();
@@ -398,7 +400,7 @@ fn lagging_replica_leaves_the_secondary_route_and_returns() {
     // Roles and lag in the REST API and the metrics while the replica lags.
     let url = format!("http://127.0.0.1:{http}/api/20190715/routes/ro/destinations");
     let lag_of = |port: u16| {
-        let a = common::http::curl(&[], &url)?;
+        let a = common::http::curl(&["-u", "u:p"], &url)?;
         let items = a.json()["items"].as_array()?.clone();
         let d = items.into_iter().find(|d| d["port"] == port)?;
         assert_eq!(d["role"], "SECONDARY", "{d}");
@@ -409,7 +411,7 @@ fn lagging_replica_leaves_the_secondary_route_and_returns() {
             .is_some_and(|l| l >= 2)),
         "REST shows no lag over 2 s for {}: {:?}",
         lagging.addr(),
-        common::http::curl(&[], &url).map(|a| a.body)
+        common::http::curl(&["-u", "u:p"], &url).map(|a| a.body)
     );
     let metrics = common::http::curl(&[], &format!("http://127.0.0.1:{http}/metrics"))
         .expect("metrics")
