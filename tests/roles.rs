@@ -340,6 +340,13 @@ fn lagging_replica_leaves_the_secondary_route_and_returns() {
             "role = SECONDARY\nrouting_strategy = round-robin\nmax_replication_lag = 2"
         )
     );
+    // The REST API and /metrics show the monitor's view.
+    let http = common::free_port();
+    let pw = common::http::passwd_file(&common::tmp_dir("rest"), "u", "p");
+    let body = format!(
+        "{body}{}\n[metrics]\n",
+        common::http::monitoring_sections(http, &pw)
+    );
     let router = Router::start(&body, &[ro]);
     let reps = r.replica_indexes();
     let (lagging, other) = (&r.servers[reps[0]], &r.servers[reps[1]]);
@@ -390,6 +397,39 @@ fn lagging_replica_leaves_the_secondary_route_and_returns() {
     for _ in 0..6 {
         assert_eq!(app_port(ro), Ok(other.port));
     }
+    // Roles and lag in the REST API and the metrics while the replica lags.
+    let url = format!("http://127.0.0.1:{http}/api/20190715/routes/ro/destinations");
+    let lag_of = |port: u16| {
+        let a = common::http::curl(&["-u", "u:p"], &url)?;
+        let items = a.json()["items"].as_array()?.clone();
+        let d = items.into_iter().find(|d| d["port"] == port)?;
+        assert_eq!(d["role"], "SECONDARY", "{d}");
+        d["replicationLagSeconds"].as_u64()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(10), || lag_of(lagging.port)
+            .is_some_and(|l| l >= 2)),
+        "REST shows no lag over 2 s for {}: {:?}",
+        lagging.addr(),
+        common::http::curl(&["-u", "u:p"], &url).map(|a| a.body)
+    );
+    let metrics = common::http::curl(&[], &format!("http://127.0.0.1:{http}/metrics"))
+        .expect("metrics")
+        .body;
+    for s in [lagging, other] {
+        let line = format!(
+            "mysqlrouter_destination_role{{route=\"ro\",destination=\"{}\",role=\"SECONDARY\"}} 1",
+            s.addr()
+        );
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains(&format!(
+            "mysqlrouter_destination_replication_lag_seconds{{route=\"ro\",destination=\"{}\"}}",
+            lagging.addr()
+        )),
+        "{metrics}"
+    );
 
     replication::must(lagging, "START SLAVE SQL_THREAD");
     let back = format!(

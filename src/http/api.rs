@@ -333,7 +333,17 @@ fn route_reply(r: &RouteSnapshot, item: RouteItem) -> Reply {
             let items: Vec<Value> = r
                 .destinations
                 .iter()
-                .map(|d| json!({"address": d.host, "port": d.port}))
+                .map(|d| match &d.role {
+                    // Role routes (ours) add the monitor's view; plain routes keep
+                    // MySQL Router's two fields.
+                    Some(role) => json!({
+                        "address": d.host,
+                        "port": d.port,
+                        "role": role,
+                        "replicationLagSeconds": d.replication_lag.map(|l| l.as_secs()),
+                    }),
+                    None => json!({"address": d.host, "port": d.port}),
+                })
                 .collect();
             ok(json!({"items": items}))
         }

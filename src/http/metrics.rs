@@ -248,6 +248,34 @@ impl prometheus_client::collector::Collector for Collect {
             "Times a first-/next-available route switched its remembered destination to this one.",
             &dest_rows(&|d| d.switches_to),
         )?;
+        // Role routes ([monitor]): the role each destination has now, and replica lag.
+        let mut roles = Vec::new();
+        let mut lags = Vec::new();
+        for r in &s.routes {
+            for d in &r.destinations {
+                let labels = vec![("route", r.config.name.clone()), ("destination", d.key())];
+                if let Some(role) = &d.role {
+                    let mut l = labels.clone();
+                    l.push(("role", role.clone()));
+                    roles.push((l, 1));
+                }
+                if let Some(lag) = d.replication_lag {
+                    lags.push((labels, lag.as_secs() as i64));
+                }
+            }
+        }
+        gauge(
+            &mut enc,
+            "mysqlrouter_destination_role",
+            "1 for the role the monitor last saw (role routes only).",
+            &roles,
+        )?;
+        gauge(
+            &mut enc,
+            "mysqlrouter_destination_replication_lag_seconds",
+            "Replication lag the monitor last saw (role routes, replicas only).",
+            &lags,
+        )?;
         let lat: Vec<(Labels, Histogram)> = s
             .routes
             .iter()
@@ -325,6 +353,7 @@ mod tests {
                         sum_secs: 0.0,
                     },
                     role: None,
+                    replication_lag: None,
                 }],
                 connections: vec![],
             }],

@@ -124,20 +124,30 @@ impl Route {
         let mut counters = self.stats.values();
         (counters.bytes_up, counters.bytes_down) = self.connections.bytes();
         let states = self.shared.quarantine.states(&self.keys);
+        // Role routes show what the monitor last saw of each destination.
+        let roles = match (&self.cfg.roles, &self.shared.monitor) {
+            (Some(_), Some(m)) => m.snapshot(),
+            _ => Vec::new(),
+        };
+        let role_of = |key: &str| roles.iter().find(|r| r.address == key);
         let destinations = self
             .cfg
             .destinations
             .iter()
             .zip(states)
             .zip(&self.dest_stats)
-            .map(|((d, (quarantined, entries)), ds)| stats::DestSnapshot {
-                host: d.host.clone(),
-                port: d.port,
-                quarantined,
-                quarantine_entries: entries,
-                switches_to: ds.switches_to.load(std::sync::atomic::Ordering::Relaxed),
-                connect_latency: ds.latency(),
-                role: None,
+            .map(|((d, (quarantined, entries)), ds)| {
+                let seen = role_of(&d.address());
+                stats::DestSnapshot {
+                    host: d.host.clone(),
+                    port: d.port,
+                    quarantined,
+                    quarantine_entries: entries,
+                    switches_to: ds.switches_to.load(std::sync::atomic::Ordering::Relaxed),
+                    connect_latency: ds.latency(),
+                    role: seen.map(|r| r.role.name().to_string()),
+                    replication_lag: seen.and_then(|r| r.lag),
+                }
             })
             .collect();
         stats::RouteSnapshot {

@@ -168,6 +168,8 @@ pub struct DestSnapshot {
     pub connect_latency: Histogram,
     /// The server's role, once routes know roles (`None`: not monitored).
     pub role: Option<String>,
+    /// How far the replica lags, when the monitor knows it.
+    pub replication_lag: Option<std::time::Duration>,
 }
 
 impl DestSnapshot {
