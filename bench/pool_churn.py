@@ -11,44 +11,14 @@ every round. Prints connections/s per target and the server's `Connections` coun
 growth (server-side logins) for each. Oracle's router is NOT measured here.
 Needs: mariadb-server, python3-pymysql, openssl (Debian). Bounded: rounds x targets x S.
 """
-import argparse, multiprocessing, os, shutil, signal, socket, ssl, subprocess, tempfile, time
+import argparse, multiprocessing, os, shutil, socket, ssl, subprocess, tempfile, time
 
 import pymysql
 
+from harness import cleanup, free_port, run, spawn, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUTER = os.path.join(ROOT, "target", "release", "mysqlrouter")
-procs = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, secs=30):
-    end = time.time() + secs
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} did not open")
-
-
-def run(cmd):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-
-
-def spawn(cmd):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(p)
-    return p
-
-
 def start_mariadb(base):
     d = tempfile.mkdtemp(dir=base)
     user = []
@@ -153,13 +123,7 @@ def main():
             print(f"{k}: median {med[k]:.0f} connections/s; server logins {logins[k]}")
         print(f"pool on / pool off: {med['pool on'] / med['pool off']:.2f}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(5)
-            except Exception:
-                p.kill()
+        cleanup()
         shutil.rmtree(base, ignore_errors=True)
 
 
