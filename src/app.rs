@@ -263,6 +263,7 @@ async fn serve(
                 routes: routes.clone(),
                 shared: shared.clone(),
                 started: std::time::SystemTime::now(),
+                pool: config.pool,
             });
             match crate::http::start(h, view, router_info()) {
                 Ok(s) => Some(s),

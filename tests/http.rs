@@ -674,6 +674,14 @@ fn bad_monitoring_config_exits_1_with_mysql_routers_message() {
             "Error: Configuration error: option require_realm in [rest_router] is required".into(),
         ),
         (
+            format!("{sections}\n[rest_connection_pool]\n"),
+            "Error: Configuration error: option require_realm in [rest_connection_pool] is required".into(),
+        ),
+        (
+            format!("{sections}\n[rest_connection_pool]\nrequire_realm=nope\n"),
+            "Error: Configuration error: The option 'require_realm=nope' in [rest_connection_pool] does not match any http_auth_realm. Known [http_auth_realm:<...>] section: r".into(),
+        ),
+        (
             sections.replace(path_str(&passwd), "/nonexistent/users"),
             "Error: parsing /nonexistent/users failed for section [http_auth_backend]: No such file or directory".into(),
         ),

@@ -733,10 +733,10 @@ fn io_threads_zero_is_one_per_cpu() {
 fn accepted_only_sections_log_an_info_line() {
     let port = free_port();
     let r = Router::start(
-        &format!("[keepalive]\ninterval = 60\n[rest_connection_pool]\n[routing:t]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n"),
+        &format!("[keepalive]\ninterval = 60\n[rest_metadata_cache]\n[routing:t]\nbind_port = {port}\ndestinations = 127.0.0.1:1\nrouting_strategy = first-available\n"),
         &[port],
     );
-    for sec in ["keepalive", "rest_connection_pool"] {
+    for sec in ["keepalive", "rest_metadata_cache"] {
         let line = r.log_line(&format!(
             "[{sec}] is accepted for compatibility but not implemented by this router; its options have no effect"
         ));

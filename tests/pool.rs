@@ -554,3 +554,150 @@ fn big_rows_and_errors_reach_the_client_whole_and_the_connection_is_reused() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("ERROR 1146"));
     assert_eq!(conn_id(port, true), id, "not parked after the big response");
 }
+
+/// `/connection_pool/main/status|config` and `/metrics` tell the pool's state as the
+/// server sees it: after N TLS sessions quit, N idle server connections (the server's
+/// processlist agrees); a reuse takes one; after `idle_timeout`, none.
+#[test]
+fn rest_api_and_metrics_show_the_pool_as_the_server_sees_it() {
+    use common::http::{curl, passwd_file};
+    let s = server();
+    admin(
+        s,
+        "CREATE USER IF NOT EXISTS 'pr'@'%' IDENTIFIED BY 'pr'; GRANT ALL ON *.* TO 'pr'@'%';",
+    );
+    let (c, k) = cert();
+    let dir = tmp_dir("pool-rest");
+    let passwd = passwd_file(&dir, "alice", "secret");
+    let (port, http) = (free_port(), free_port());
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 8\nidle_timeout = 3\n\n\
+         [routing:pool]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\n\
+         client_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\n\n\
+         [http_server]\nport={http}\nbind_address=127.0.0.1\n\n\
+         [http_auth_realm:r]\nbackend=b\nmethod=basic\nname=Some Realm\n\n\
+         [http_auth_backend:b]\nbackend=file\nfilename={}\n\n\
+         [rest_connection_pool]\nrequire_realm=r\n\n[metrics]\n",
+        s.addr(),
+        passwd.display()
+    );
+    let r = Router::start_with(&body, &[port], "debug", &[]);
+    let api = format!("http://127.0.0.1:{http}/api/20190715");
+    let get = |path: &str| {
+        let a = curl(&["-u", "alice:secret"], &format!("{api}{path}")).expect("curl");
+        (a.status, a.body)
+    };
+    let metric = |name: &str| -> u64 {
+        let a = curl(&[], &format!("http://127.0.0.1:{http}/metrics")).expect("curl");
+        a.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not in:\n{}", a.body))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let status =
+        |idle: usize| format!(r#"{{"idleServerConnections":{idle},"stashedServerConnections":0}}"#);
+    let pr_threads = || -> usize {
+        admin(
+            s,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'pr'",
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(
+        get("/connection_pool"),
+        (200, r#"{"items":[{"name":"main"}]}"#.into())
+    );
+    assert_eq!(
+        get("/connection_pool/main/config"),
+        (
+            200,
+            r#"{"maxIdleServerConnections":8,"idleTimeoutInMs":3000}"#.into()
+        )
+    );
+    assert_eq!(get("/connection_pool/main/status"), (200, status(0)));
+    assert_eq!(get("/connection_pool/other/status").0, 404);
+    assert_eq!(
+        curl(&[], &format!("{api}/connection_pool/main/status"))
+            .unwrap()
+            .status,
+        401
+    );
+
+    // Five TLS sessions at once, so five server connections; all quit.
+    let n = 5;
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            std::thread::spawn(move || {
+                out(&cli(
+                    port,
+                    true,
+                    "pr",
+                    "pr",
+                    "SELECT SLEEP(0.5), CONNECTION_ID()",
+                ))
+            })
+        })
+        .collect();
+    let ids: std::collections::BTreeSet<String> =
+        clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(ids.len(), n, "{ids:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || get(
+            "/connection_pool/main/status"
+        )
+        .1 == status(n)),
+        "{:?}; log:\n{}",
+        get("/connection_pool/main/status"),
+        r.log_text()
+    );
+    assert_eq!(pr_threads(), n, "the server's view of the idle connections");
+    assert_eq!(
+        metric("mysqlrouter_connection_pool_idle_server_connections"),
+        n as u64
+    );
+    assert_eq!(metric("mysqlrouter_connection_pool_parked_total"), n as u64);
+    assert_eq!(metric("mysqlrouter_connection_pool_opened_total"), n as u64);
+    assert_eq!(metric("mysqlrouter_connection_pool_reused_total"), 0);
+
+    // One reuse: the client runs on a parked connection (its id is one of them),
+    // then parks it again.
+    let again = out(&cli(port, true, "pr", "pr", "SELECT CONNECTION_ID()"));
+    assert!(
+        ids.iter().any(|i| i.contains(again.trim())),
+        "{again} not in {ids:?}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || get(
+        "/connection_pool/main/status"
+    )
+    .1 == status(n)));
+    assert_eq!(metric("mysqlrouter_connection_pool_reused_total"), 1);
+    assert_eq!(
+        metric("mysqlrouter_connection_pool_parked_total"),
+        n as u64 + 1
+    );
+    assert_eq!(pr_threads(), n);
+
+    // idle_timeout = 3 s: the pool empties, and the server sees them go.
+    assert!(
+        wait_until(Duration::from_secs(12), || get(
+            "/connection_pool/main/status"
+        )
+        .1 == status(0)),
+        "{:?}",
+        get("/connection_pool/main/status")
+    );
+    assert!(wait_until(Duration::from_secs(5), || pr_threads() == 0));
+    assert_eq!(
+        metric("mysqlrouter_connection_pool_idle_server_connections"),
+        0
+    );
+    assert_eq!(
+        metric("mysqlrouter_connection_pool_dropped_total"),
+        n as u64
+    );
+}

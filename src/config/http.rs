@@ -1,5 +1,5 @@
 //! The monitoring sections: `[http_server]`, `[rest_api]`, `[rest_router]`,
-//! `[rest_routing]`, `[http_auth_realm:NAME]`, `[http_auth_backend:NAME]` (MySQL Router's,
+//! `[rest_routing]`, `[rest_connection_pool]`, `[http_auth_realm:NAME]`, `[http_auth_backend:NAME]` (MySQL Router's,
 //! with its defaults and messages) and our `[metrics]`.
 //!
 //! Only the options are checked here; the password files and TLS certificates are
@@ -30,6 +30,7 @@ pub const KNOWN: &[(&str, &[&str])] = &[
     ("rest_api", &["require_realm"]),
     ("rest_routing", &["require_realm"]),
     ("rest_router", &["require_realm"]),
+    ("rest_connection_pool", &["require_realm"]),
     ("http_auth_realm", &["backend", "method", "name", "require"]),
     ("http_auth_backend", &["backend", "filename"]),
     ("metrics", &["require_realm"]),
@@ -44,6 +45,8 @@ pub struct HttpConfig {
     pub rest_router: Option<Endpoints>,
     /// `[rest_routing]`: `/routing/status`, `/routes...`.
     pub rest_routing: Option<Endpoints>,
+    /// `[rest_connection_pool]`: `/connection_pool...`.
+    pub rest_connection_pool: Option<Endpoints>,
     /// `[metrics]` (ours): `/metrics` in the Prometheus text format.
     pub metrics: Option<Endpoints>,
     pub realms: Vec<RealmConfig>,
@@ -122,6 +125,7 @@ pub fn validate(store: &Store) -> Result<Option<HttpConfig>, ConfigError> {
         "rest_api",
         "rest_router",
         "rest_routing",
+        "rest_connection_pool",
         "metrics",
     ]
     .iter()
@@ -184,6 +188,30 @@ pub fn validate(store: &Store) -> Result<Option<HttpConfig>, ConfigError> {
     };
     let rest_router = rest_with_realm("rest_router")?;
     let rest_routing = rest_with_realm("rest_routing")?;
+    // [rest_connection_pool]: required too; its message lists the known realms
+    // (MySQL Router 9.7.4, verified).
+    let rest_connection_pool = match lookup("rest_connection_pool") {
+        None => None,
+        Some(l) => {
+            let realm = required(&l, "require_realm")?;
+            if !realm_keys.contains(&realm) {
+                let known = match realm_keys.len() {
+                    0 => format!("No [http_auth_realm:{realm}] section defined."),
+                    1 => format!("Known [http_auth_realm:<...>] section: {}", realm_keys[0]),
+                    _ => format!(
+                        "Known [http_auth_realm:<...>] sections: {}",
+                        realm_keys.join(", ")
+                    ),
+                };
+                return Err(invalid(format!(
+                    "The option 'require_realm={realm}' in [rest_connection_pool] does not match any http_auth_realm. {known}"
+                )));
+            }
+            Some(Endpoints {
+                require_realm: Some(realm),
+            })
+        }
+    };
     let metrics = match lookup("metrics") {
         None => None,
         Some(l) => {
@@ -201,15 +229,19 @@ pub fn validate(store: &Store) -> Result<Option<HttpConfig>, ConfigError> {
         }
     };
     // MySQL Router loads rest_api whenever another rest_* plugin needs it.
-    let rest_api = (present("rest_api") || rest_router.is_some() || rest_routing.is_some())
-        .then_some(Endpoints {
-            require_realm: rest_api_realm,
-        });
+    let rest_api = (present("rest_api")
+        || rest_router.is_some()
+        || rest_routing.is_some()
+        || rest_connection_pool.is_some())
+    .then_some(Endpoints {
+        require_realm: rest_api_realm,
+    });
     Ok(Some(HttpConfig {
         server,
         rest_api,
         rest_router,
         rest_routing,
+        rest_connection_pool,
         metrics,
         realms,
         backends,

@@ -128,7 +128,6 @@ pub struct Config {
 const ACCEPTED: &[(&str, &[&str])] = &[
     ("keepalive", &["interval", "runs"]),
     ("io", &["backend", "threads"]),
-    ("rest_connection_pool", &["require_realm"]),
     ("rest_metadata_cache", &["require_realm"]),
 ];
 

@@ -103,8 +103,15 @@ enum Endpoint {
     RoutingStatus,
     Routes,
     Route(String, RouteItem),
+    /// `/connection_pool`: the pools (this router has one, `main`, as MySQL Router).
+    Pools,
+    /// `/connection_pool/NAME/status` (`true`) or `/config` (`false`).
+    Pool(String, bool),
     Metrics,
 }
+
+/// The name of the connection pool, as MySQL Router calls its only one.
+pub const POOL_NAME: &str = "main";
 
 pub struct Api {
     cfg: HttpConfig,
@@ -136,7 +143,11 @@ fn percent_decode(s: &str) -> String {
 
 impl Api {
     pub fn new(cfg: HttpConfig, realms: Realms, source: Arc<dyn Source>, info: RouterInfo) -> Api {
-        let swagger = swagger::document(cfg.rest_router.is_some(), cfg.rest_routing.is_some());
+        let swagger = swagger::document(swagger::Plugins {
+            connection_pool: cfg.rest_connection_pool.is_some(),
+            router: cfg.rest_router.is_some(),
+            routing: cfg.rest_routing.is_some(),
+        });
         Api {
             cfg,
             realms,
@@ -157,6 +168,11 @@ impl Api {
         }
         if let (Some(e), "/router/status") = (&self.cfg.rest_router, rest) {
             return Some((Endpoint::RouterStatus, e));
+        }
+        if let Some(e) = &self.cfg.rest_connection_pool {
+            if let Some(p) = pool_endpoint(rest) {
+                return Some((p, e));
+            }
         }
         let e = self.cfg.rest_routing.as_ref()?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -270,6 +286,25 @@ impl Api {
                     None => Self::problem_not_found(req.path),
                 }
             }
+            Endpoint::Pools => Reply::json(200, "Ok", &json!({"items": [{"name": POOL_NAME}]})),
+            Endpoint::Pool(name, status) => {
+                if name != POOL_NAME {
+                    return Self::problem_not_found(req.path);
+                }
+                let p = self.source.snapshot(None).pool;
+                // Field order as MySQL Router 9.7.4 sends them.
+                let v = match status {
+                    true => json!({
+                        "idleServerConnections": p.counters.idle,
+                        "stashedServerConnections": p.counters.stashed,
+                    }),
+                    false => json!({
+                        "maxIdleServerConnections": p.max_idle_server_connections,
+                        "idleTimeoutInMs": p.idle_timeout_ms,
+                    }),
+                };
+                Reply::json(200, "Ok", &v)
+            }
             Endpoint::Metrics => {
                 let s = self.source.snapshot(None);
                 Reply::new(
@@ -310,6 +345,25 @@ impl Api {
         r.headers.push(("Last-Modified", time::http_date(started)));
         r
     }
+}
+
+/// `/connection_pool[/]` and `/connection_pool/NAME/{status,config}` (MySQL Router
+/// 9.7.4: the list takes a trailing slash, the items do not).
+fn pool_endpoint(rest: &str) -> Option<Endpoint> {
+    let tail = rest.strip_prefix("/connection_pool")?;
+    if tail.is_empty() || tail == "/" {
+        return Some(Endpoint::Pools);
+    }
+    let (name, item) = tail.strip_prefix('/')?.split_once('/')?;
+    if name.is_empty() {
+        return None;
+    }
+    let status = match item {
+        "status" => true,
+        "config" => false,
+        _ => return None,
+    };
+    Some(Endpoint::Pool(percent_decode(name), status))
 }
 
 fn route_reply(r: &RouteSnapshot, item: RouteItem) -> Reply {
@@ -417,6 +471,31 @@ fn route_config(r: &RouteSnapshot) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::percent_decode;
+
+    #[test]
+    fn connection_pool_paths() {
+        use super::{pool_endpoint, Endpoint};
+        assert_eq!(pool_endpoint("/connection_pool"), Some(Endpoint::Pools));
+        assert_eq!(pool_endpoint("/connection_pool/"), Some(Endpoint::Pools));
+        assert_eq!(
+            pool_endpoint("/connection_pool/main/status"),
+            Some(Endpoint::Pool("main".into(), true))
+        );
+        assert_eq!(
+            pool_endpoint("/connection_pool/m%61in/config"),
+            Some(Endpoint::Pool("main".into(), false))
+        );
+        for p in [
+            "/connection_pool/main/",
+            "/connection_pool/main",
+            "/connection_pool/main/x",
+            "/connection_pool//status",
+            "/connection_poolx",
+            "/routes",
+        ] {
+            assert_eq!(pool_endpoint(p), None, "{p}");
+        }
+    }
 
     #[test]
     fn route_names_are_percent_decoded() {

@@ -134,6 +134,34 @@ impl prometheus_client::collector::Collector for Collect {
             "[DEFAULT] max_total_connections.",
             &[(vec![], s.max_total_connections as i64)],
         )?;
+        // The connection pool (one per process, MySQL Router's `main`).
+        let p = &s.pool.counters;
+        gauge(
+            &mut enc,
+            "mysqlrouter_connection_pool_idle_server_connections",
+            "Server connections idle in the connection pool (REST idleServerConnections).",
+            &[(vec![], p.idle as i64)],
+        )?;
+        gauge(
+            &mut enc,
+            "mysqlrouter_connection_pool_stashed_server_connections",
+            "Server connections of idle sessions stashed for sharing (REST stashedServerConnections).",
+            &[(vec![], p.stashed as i64)],
+        )?;
+        gauge(
+            &mut enc,
+            "mysqlrouter_connection_pool_max_idle_server_connections",
+            "[connection_pool] max_idle_server_connections.",
+            &[(vec![], s.pool.max_idle_server_connections as i64)],
+        )?;
+        for (name, help, v) in [
+            ("mysqlrouter_connection_pool_reused", "Clients logged in on a pooled server connection.", p.reused),
+            ("mysqlrouter_connection_pool_opened", "Clients given a new server connection while pooling is on.", p.opened),
+            ("mysqlrouter_connection_pool_parked", "Server connections reset and parked after their client quit.", p.parked),
+            ("mysqlrouter_connection_pool_dropped", "Server connections the pool closed (full, reset failed, idle_timeout, closed by the server).", p.dropped),
+        ] {
+            counter(&mut enc, name, help, &[(vec![], v)])?;
+        }
         let per_route = |f: &dyn Fn(&crate::stats::RouteSnapshot) -> i64| -> Vec<(Labels, i64)> {
             s.routes
                 .iter()
@@ -357,6 +385,7 @@ mod tests {
                 }],
                 connections: vec![],
             }],
+            pool: Default::default(),
         };
         let info = RouterInfo {
             process_id: 1,

@@ -66,7 +66,10 @@ impl Route {
                     return Ok(counts);
                 }
                 if session.reused {
+                    crate::stats::pool::STATS.reused();
                     tracing::debug!(target: "routing", "[{sec}] {peer} -> {addr}: reusing a pooled server connection");
+                } else if pooled::enabled() {
+                    crate::stats::pool::STATS.opened();
                 }
                 if !(pooled::enabled() && session.poolable()) {
                     let rest = terminate::relay(client, server, self.cfg.net_buffer_length).await;

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{Route, Shared};
-use crate::stats::{Snapshot, Source};
+use crate::config::pool::PoolConfig;
+use crate::stats::{PoolSnapshot, Snapshot, Source};
 
 pub struct View {
     pub routes: Vec<Arc<Route>>,
     pub shared: Arc<Shared>,
     pub started: SystemTime,
+    /// `[connection_pool]` as configured.
+    pub pool: PoolConfig,
 }
 
 impl Source for View {
@@ -24,6 +27,11 @@ impl Source for View {
                 .iter()
                 .map(|r| r.snapshot(connections_of == Some(r.cfg.name.as_str())))
                 .collect(),
+            pool: PoolSnapshot {
+                max_idle_server_connections: self.pool.max_idle_server_connections.into(),
+                idle_timeout_ms: self.pool.idle_timeout.as_millis() as u64,
+                counters: crate::stats::pool::STATS.values(),
+            },
         }
     }
 }

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use super::pool::{Budget, Key, Pool};
 use super::stream::MaybeTls;
 use crate::config::pool::PoolConfig;
+use crate::stats::pool::STATS as STATS_HOOK;
 
 /// A parked server connection: authenticated, reset, idle.
 #[derive(Debug)]
@@ -112,6 +113,7 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>) 
     };
     // idle_timeout = 0: nothing could ever be taken, so do not park at all.
     if !g.cfg.enabled() || g.cfg.idle_timeout.is_zero() || !g.budget.try_reserve() {
+        STATS_HOOK.dropped(1);
         return close(server).await;
     }
     let reset = tokio::time::timeout(Duration::from_secs(2), async {
@@ -132,10 +134,12 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>) 
     .await;
     if !matches!(reset, Ok(Ok(true))) {
         g.budget.release(1);
+        STATS_HOOK.dropped(1);
         tracing::debug!(target: "routing", "connection pool: reset of a server connection to '{}' failed, closing it", key.destination);
         return close(server).await;
     }
     tracing::debug!(target: "routing", "connection pool: parked a server connection to '{}'", key.destination);
+    STATS_HOOK.parked();
     put(key, Parked { server, greeting }, g);
 }
 
@@ -144,6 +148,7 @@ pub fn put_back(key: Key, parked: Parked) {
     match GLOBAL.get() {
         Some(g) if g.budget.try_reserve() => put(key, parked, g),
         _ => {
+            STATS_HOOK.dropped(1);
             tokio::spawn(close(parked.server));
         }
     }
@@ -157,6 +162,7 @@ fn put(key: Key, parked: Parked, g: &'static Global) {
             .park(key, parked, Instant::now());
         fresh
     });
+    STATS_HOOK.entered();
     if start_sweeper {
         tokio::spawn(sweep(g));
     }
@@ -169,9 +175,11 @@ pub fn take(matches: impl Fn(&Key) -> bool) -> Option<(Key, Parked)> {
         let (key, parked) =
             POOL.with(|p| p.borrow_mut().as_mut()?.take(&matches, Instant::now()))?;
         g.budget.release(1);
+        STATS_HOOK.left(1);
         if is_quiet(&parked.server) {
             return Some((key, parked));
         }
+        STATS_HOOK.dropped(1);
         tracing::debug!(target: "routing", "connection pool: dropped a closed server connection to '{}'", key.destination);
     }
 }
@@ -202,6 +210,8 @@ async fn sweep(g: &'static Global) {
         });
         if !gone.is_empty() {
             g.budget.release(gone.len());
+            STATS_HOOK.left(gone.len() as u64);
+            STATS_HOOK.dropped(gone.len() as u64);
             tracing::debug!(target: "routing", "connection pool: closed {} idle server connection(s) (idle_timeout or closed by the server)", gone.len());
         }
         for c in gone {

@@ -7,6 +7,7 @@
 //! copied at one moment.
 
 pub mod connections;
+pub mod pool;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::RouteConfig;
 pub use connections::{ConnSnapshot, Connections, Live};
+pub use pool::PoolSnapshot;
 
 /// Upper bounds (seconds) of the connect-latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -207,6 +209,8 @@ pub struct Snapshot {
     pub max_total_connections: u64,
     pub current_total_connections: u64,
     pub routes: Vec<RouteSnapshot>,
+    /// The connection pool (MySQL Router has one, named `main`).
+    pub pool: PoolSnapshot,
 }
 
 /// What the monitoring layer may ask of the running router.
