@@ -240,24 +240,104 @@ fn sessions_reuse_parked_connections_and_the_server_sees_no_new_ones() {
     assert!(r.log_text().contains("reusing a pooled server connection"));
 }
 
+/// MariaDB answers every COM_CHANGE_USER with the connection's own nonce, so a plain
+/// client's token (sent in clear) could be replayed on a pooled connection: plain
+/// clients get fresh connections and theirs are not parked. The pooled connection they
+/// were greeted for is spared (they saw only a router-made nonce).
 #[test]
-fn plain_clients_never_get_or_leave_a_pooled_connection() {
+fn mariadb_plain_clients_neither_get_nor_leave_a_pooled_connection() {
     let (_r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
     let tls = conn_id(port, true);
-    // A plain client was greeted with the parked connection's nonce: it gets a fresh
-    // connection (auth switch with the server's own nonce), and the parked one is
-    // never used again.
     let plain = conn_id(port, false);
     assert_ne!(plain, tls);
     let plain2 = conn_id(port, false);
     assert_ne!(plain2, plain, "a plain session's connection was pooled");
-    let next = conn_id(port, true);
-    assert_ne!(
-        next, tls,
-        "a connection whose nonce a plain client saw was reused"
+    assert_ne!(plain2, tls);
+    assert_eq!(
+        conn_id(port, true),
+        tls,
+        "the parked connection was not spared"
     );
-    assert_ne!(next, plain);
-    assert_eq!(conn_id(port, true), next);
+}
+
+/// The greeting a client gets for a pooled connection carries a nonce the router made,
+/// not the connection's (which MariaDB keeps for the connection's life).
+#[test]
+fn a_pooled_greeting_carries_a_router_nonce() {
+    use std::io::Read;
+    let (_r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    conn_id(port, true);
+    let greeting = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = vec![0u8; 512];
+        let n = s.read(&mut b).unwrap();
+        b.truncate(n);
+        let v = 5 + b[5..].iter().position(|&c| c == 0).unwrap() + 1;
+        let id = u32::from_le_bytes(b[v..v + 4].try_into().unwrap());
+        let nonce = [&b[v + 4..v + 12], &b[v + 31..v + 43]].concat();
+        (id, nonce)
+    };
+    let (id1, n1) = greeting();
+    let (id2, n2) = greeting();
+    // Both greeted for the same parked connection (the first went back unused)...
+    assert_eq!(id1, id2);
+    // ...with different nonces, neither of them NUL.
+    assert_ne!(n1, n2);
+    assert!(n1.iter().chain(&n2).all(|&c| c != 0));
+}
+
+/// MySQL 9.7 answers every COM_CHANGE_USER with a new nonce: plain clients reuse
+/// pooled connections too — caching_sha2 fast and full authentication (the client asks
+/// for the server's RSA key), the server's 1045 for a wrong password, no state left.
+#[test]
+fn mysql97_plain_clients_reuse_pooled_connections() {
+    use common::mysql97;
+    let srv = mysql97::shared();
+    let port = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 4\nidle_timeout = 60\n\n\
+         [routing:plain]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\n\
+         client_ssl_mode = DISABLED\nserver_ssl_mode = DISABLED\n",
+        srv.addr()
+    );
+    let r = Router::start_with(&body, &[port], "debug", &[]);
+    let q = "SELECT CONNECTION_ID(), @v IS NULL, CURRENT_USER(); SET @v = 1";
+    let run = || {
+        mysql97::cli_result(&mysql97::cli(
+            port,
+            &["--ssl-mode=DISABLED", "--get-server-public-key"],
+            q,
+        ))
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", r.log_text()))
+    };
+    let first = run();
+    let id = first.split('\t').next().unwrap().to_string();
+    assert!(first.trim_end().ends_with("\t1\tsha2@%"), "{first}");
+    let second = run();
+    assert_eq!(second, first, "not reused, or state leaked");
+    srv.admin("FLUSH PRIVILEGES");
+    let third = run();
+    assert!(third.starts_with(&format!("{id}\t1\t")), "{third}");
+    let bad = mysql97::cli_result(&mysql97::client(&[
+        "-h",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+        "--protocol=TCP",
+        "-u",
+        mysql97::USER,
+        "-pwrong",
+        "--ssl-mode=DISABLED",
+        "--get-server-public-key",
+        "-e",
+        "SELECT 1",
+    ]));
+    let e = bad.expect_err("a wrong password got a session");
+    assert!(e.contains("ERROR 1045 (28000): Access denied"), "{e}");
+    // A failed COM_CHANGE_USER costs that server connection; the next login works.
+    assert!(run().trim_end().ends_with("\t1\tsha2@%"));
+    assert!(r.log_text().contains("reusing a pooled server connection"));
 }
 
 #[test]

@@ -596,11 +596,10 @@ impl Route {
                 attempts.push(format!("connect(/* {key} */): is quarantined"));
                 continue;
             }
-            // A terminating route that offers TLS first looks for an idle server
-            // connection (only TLS clients may use one: see session::pool_auth).
-            let offers_tls = self.tls.is_some()
-                && self.cfg.tls.client_mode != crate::config::tls::ClientSslMode::Disabled;
-            let pooled = match offers_tls && crate::session::pooled::enabled() {
+            // A terminating route first looks for an idle server connection (plain
+            // clients use one only where the server renews its nonce, else it goes
+            // back unused: see session::pool_auth).
+            let pooled = match self.tls.is_some() && crate::session::pooled::enabled() {
                 true => crate::session::pooled::take(|k| k.destination == *key),
                 false => None,
             };

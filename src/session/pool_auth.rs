@@ -2,24 +2,36 @@
 //! after it was greeted with a pooled connection's greeting — without the router ever
 //! knowing a password.
 //!
-//! * **Reuse** (a TLS client whose capabilities match the pooled connection's): the
-//!   client was greeted with the pooled connection's own greeting, so it scrambled its
-//!   password against the nonce that server connection holds. MariaDB and MySQL check
-//!   COM_CHANGE_USER's authentication data against that same nonce (a client library's
-//!   `mysql_change_user` scrambles with the greeting's nonce too), so the router turns
-//!   the client's HandshakeResponse into a COM_CHANGE_USER with the same user,
-//!   authentication data, schema, character set, plugin and attributes, and relays the
-//!   server's answer (OK, ERR, auth switch, more data) as the rest of the client's
-//!   handshake. Every method that works through the terminated handshake works here.
-//!   Since the nonce of a pooled connection is used by every client that reuses it,
-//!   a token sent in clear could be replayed on it: hence reuse only for TLS client
-//!   hops, and a connection whose greeting a plain client saw is never pooled again.
-//! * **Fallback** (a plain client, or other capabilities): a fresh server connection.
-//!   The client scrambled against the pooled connection's nonce, not the fresh one's,
-//!   so the router names a plugin the server does not know
-//!   ([`SWITCH_ME`], as MySQL Router does) with no authentication data; the server
-//!   answers with an auth switch carrying its own nonce and the account's plugin,
-//!   which the router relays, and the client scrambles again.
+//! * **Greeting**: a client about to get a pooled connection is greeted with that
+//!   connection's greeting (version, thread id, capabilities) but a nonce the router
+//!   made ([`router_nonce`]): its first scramble is worth nothing to anyone, whether
+//!   it was sent over TLS or in clear.
+//! * **Reuse** (capabilities match the pooled connection's): the router sends
+//!   COM_CHANGE_USER with the client's user, schema, character set and attributes, no
+//!   authentication data and a plugin no server has ([`change_user_asking_switch`]).
+//!   Both servers answer every COM_CHANGE_USER with an auth switch (measured: MySQL
+//!   9.7.4 and MariaDB 10.11, even for a correct token of the plugin named), carrying
+//!   the account's plugin and the nonce the server checks; the router relays it and the
+//!   rest of the exchange (OK, ERR, more data, caching_sha2 full authentication) as the
+//!   rest of the client's handshake.
+//! * **Which nonce**: MySQL makes a new nonce for every COM_CHANGE_USER; MariaDB
+//!   answers with the connection's own, the same for its whole life. A token sent in
+//!   clear for a nonce the server will ask again could be replayed by the next client
+//!   of that connection. So a plain (non-TLS) client gets a pooled connection only from
+//!   a server that renews the nonce ([`renews_nonce`]: predicted from the greeting's
+//!   version, checked on every such reuse by comparing the switch's nonce with the
+//!   connection's greeting, and remembered per destination when a server does not),
+//!   and only such servers' connections are parked after a plain client. TLS clients
+//!   may reuse any pooled connection.
+//! * **Fallback** (a plain client of a server that keeps its nonce, or other
+//!   capabilities): the pooled connection goes back unused (nothing of it was exposed)
+//!   and the client gets a fresh server connection; the router names [`SWITCH_ME`] in
+//!   the handshake response (as MySQL Router does) with no authentication data, the
+//!   server answers with an auth switch carrying its own nonce, and the client
+//!   scrambles again.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use crate::protocol::caps::flag;
 
@@ -31,9 +43,7 @@ struct Response<'a> {
     caps: u64,
     charset: u8,
     user: &'a [u8],
-    auth: &'a [u8],
     schema: &'a [u8],
-    plugin: &'a [u8],
     /// Connection attributes, with their length prefix, as sent.
     attrs: &'a [u8],
     /// Offset of the authentication data's length prefix.
@@ -51,40 +61,27 @@ fn parse(r: &[u8]) -> Option<Response<'_>> {
     let charset = *r.get(8)?;
     let (user, mut i) = cstr(r, 32)?;
     let auth_at = i;
-    let auth = if caps & flag::PLUGIN_AUTH_LENENC_DATA != 0 {
+    // The authentication data is skipped (a pooled login never forwards it).
+    if caps & flag::PLUGIN_AUTH_LENENC_DATA != 0 {
         let (n, used) = crate::protocol::frame::lenenc_int(r.get(i..)?)?;
-        let a = r.get(i + used..i + used + n as usize)?;
+        r.get(i + used..i + used + n as usize)?;
         i += used + n as usize;
-        a
     } else if caps & flag::SECURE_CONNECTION != 0 {
         let n = *r.get(i)? as usize;
-        let a = r.get(i + 1..i + 1 + n)?;
+        r.get(i + 1..i + 1 + n)?;
         i += 1 + n;
-        a
     } else {
-        let (a, j) = cstr(r, i)?;
-        i = j;
-        a
-    };
+        i = cstr(r, i)?.1;
+    }
     let mut schema: &[u8] = b"";
     if caps & flag::CONNECT_WITH_DB != 0 {
         let (s, j) = cstr(r, i)?;
         schema = s;
         i = j;
     }
-    let mut plugin: &[u8] = b"";
     if caps & flag::PLUGIN_AUTH != 0 {
-        // Some clients end the packet without the NUL.
-        match cstr(r, i) {
-            Some((p, j)) => {
-                plugin = p;
-                i = j;
-            }
-            None => {
-                plugin = r.get(i..)?;
-                i = r.len();
-            }
-        }
+        // The plugin is skipped too; some clients end the packet without its NUL.
+        i = cstr(r, i).map_or(r.len(), |(_, j)| j);
     }
     let attrs = if caps & flag::CONNECT_ATTRS != 0 {
         r.get(i..).unwrap_or(b"")
@@ -95,42 +92,85 @@ fn parse(r: &[u8]) -> Option<Response<'_>> {
         caps,
         charset,
         user,
-        auth,
         schema,
-        plugin,
         attrs,
         auth_at,
     })
 }
 
-/// The plugin a response names (empty when none).
-pub fn plugin(response: &[u8]) -> Option<Vec<u8>> {
-    parse(response).map(|r| r.plugin.to_vec())
-}
-
-/// COM_CHANGE_USER carrying the client's HandshakeResponse41: same user, auth data,
-/// schema, character set, plugin and attributes. `None` for a response without
-/// `CLIENT_PLUGIN_AUTH` and `CLIENT_SECURE_CONNECTION` (pre-4.1 style clients), which
-/// are never given a pooled connection.
-pub fn change_user(response: &[u8]) -> Option<Vec<u8>> {
+/// COM_CHANGE_USER with the user, schema, character set and attributes of the client's
+/// HandshakeResponse41, no authentication data and [`SWITCH_ME`] as plugin, so that the
+/// server answers with an auth switch carrying the nonce it will check. `None` for a
+/// response without `CLIENT_PLUGIN_AUTH` and `CLIENT_SECURE_CONNECTION`.
+pub fn change_user_asking_switch(response: &[u8]) -> Option<Vec<u8>> {
     let r = parse(response)?;
     if r.caps & flag::PLUGIN_AUTH == 0 || r.caps & flag::SECURE_CONNECTION == 0 {
         return None;
     }
-    let auth_len = u8::try_from(r.auth.len()).ok()?;
-    let mut p = Vec::with_capacity(64 + r.auth.len() + r.attrs.len());
+    let mut p = Vec::with_capacity(64 + r.attrs.len());
     p.push(0x11);
     p.extend_from_slice(r.user);
     p.push(0);
-    p.push(auth_len);
-    p.extend_from_slice(r.auth);
+    p.push(0);
     p.extend_from_slice(r.schema);
     p.push(0);
     p.extend_from_slice(&[r.charset, 0]);
-    p.extend_from_slice(r.plugin);
+    p.extend_from_slice(SWITCH_ME);
     p.push(0);
     p.extend_from_slice(r.attrs);
     Some(p)
+}
+
+/// A 20-byte nonce for greeting a client on a pooled connection: random, printable,
+/// never NUL (the greeting's second part is NUL-terminated) or `$`. `None` when the
+/// OS has no randomness to give (then the client is not given a pooled connection).
+pub fn router_nonce() -> Option<[u8; 20]> {
+    let mut n = [0u8; 20];
+    getrandom::fill(&mut n).ok()?;
+    for b in &mut n {
+        // 0x21..=0x7e without '$': 93 values.
+        let mut c = 0x21 + (*b % 93);
+        if c >= b'$' {
+            c += 1;
+        }
+        *b = c;
+    }
+    Some(n)
+}
+
+/// The nonce of an auth switch request (`0xFE plugin NUL data [NUL]`).
+pub fn switch_nonce(p: &[u8]) -> Option<&[u8]> {
+    let body = p.strip_prefix(&[0xFE])?;
+    let nul = body.iter().position(|&b| b == 0)?;
+    let data = &body[nul + 1..];
+    Some(data.strip_suffix(&[0]).unwrap_or(data))
+}
+
+/// Destinations seen answering COM_CHANGE_USER with the nonce of the connection's
+/// greeting (their plain clients are not given pooled connections).
+static KEEPS_NONCE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Records that `destination` answered COM_CHANGE_USER with a nonce it used before.
+pub fn note_kept_nonce(destination: &str) {
+    let mut g = KEEPS_NONCE.lock().unwrap_or_else(|p| p.into_inner());
+    g.get_or_insert_with(HashSet::new)
+        .insert(destination.to_string());
+}
+
+/// Whether the server that sent `greeting` (at `destination`) gives every
+/// COM_CHANGE_USER a new nonce: MySQL does, MariaDB (its version says `MariaDB`)
+/// does not; a destination caught keeping its nonce is believed.
+pub fn renews_nonce(greeting: &[u8], destination: &str) -> bool {
+    let version = greeting
+        .get(1..)
+        .and_then(|g| g.split(|&b| b == 0).next())
+        .unwrap_or(b"");
+    let mariadb = version.windows(7).any(|w| w == b"MariaDB");
+    if mariadb {
+        return false;
+    }
+    let g = KEEPS_NONCE.lock().unwrap_or_else(|p| p.into_inner());
+    !g.as_ref().is_some_and(|s| s.contains(destination))
 }
 
 /// The response with its authentication data emptied and the plugin replaced by
@@ -186,37 +226,62 @@ mod tests {
     }
 
     #[test]
-    fn change_user_carries_everything_the_client_sent() {
-        let r = response(0, &[7; 20], Some(b"db1"), b"\x03\x01a\x01b");
-        let cu = change_user(&r).unwrap();
-        let mut want = b"\x11alice\0\x14".to_vec();
-        want.extend_from_slice(&[7; 20]);
-        want.extend_from_slice(b"db1\0\x2d\x00mysql_native_password\0\x03\x01a\x01b");
-        assert_eq!(cu, want);
-        // Without a schema: an empty one (COM_CHANGE_USER always has the field).
-        let cu = change_user(&response(0, &[], None, b"")).unwrap();
-        assert_eq!(
-            cu,
-            b"\x11alice\0\x00\0\x2d\x00mysql_native_password\0".to_vec()
-        );
-    }
-
-    #[test]
     fn ask_for_switch_empties_the_token_and_names_an_unknown_plugin() {
         let r = response(0, &[7; 20], Some(b"db1"), b"\x02\x01a");
         let s = ask_for_switch(&r).unwrap();
         assert_eq!(&s[..32], &r[..32]);
         assert_eq!(&s[32..], b"alice\0\x00db1\0switch_me_if_you_can\0\x02\x01a");
-        assert_eq!(plugin(&r).unwrap(), b"mysql_native_password");
+    }
+
+    #[test]
+    fn change_user_asking_switch_names_an_unknown_plugin_without_a_token() {
+        let r = response(0, &[7; 20], Some(b"db1"), b"\x03\x01a\x01b");
+        let cu = change_user_asking_switch(&r).unwrap();
+        assert_eq!(
+            cu,
+            b"\x11alice\0\0db1\0\x2d\x00switch_me_if_you_can\0\x03\x01a\x01b".to_vec()
+        );
+    }
+
+    #[test]
+    fn router_nonces_are_printable_fresh_and_never_nul_or_dollar() {
+        let a = router_nonce().unwrap();
+        let b = router_nonce().unwrap();
+        assert_ne!(a, b);
+        for n in [a, b] {
+            assert!(
+                n.iter().all(|&c| (0x21..=0x7f).contains(&c) && c != b'$'),
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn switch_nonces_and_which_servers_renew_them() {
+        assert_eq!(
+            switch_nonce(b"\xfecaching_sha2_password\0abcdefghijklmnopqrst\0"),
+            Some(&b"abcdefghijklmnopqrst"[..])
+        );
+        assert_eq!(switch_nonce(b"\xfeplugin"), None);
+        assert_eq!(switch_nonce(b"\x00\0\0"), None);
+        let greeting = |v: &[u8]| [&[10u8][..], v, b"\0rest"].concat();
+        assert!(!renews_nonce(
+            &greeting(b"5.5.5-10.11.6-MariaDB-0+deb12u1"),
+            "a:1"
+        ));
+        assert!(renews_nonce(&greeting(b"9.7.4"), "b:1"));
+        note_kept_nonce("b:1");
+        assert!(!renews_nonce(&greeting(b"9.7.4"), "b:1"));
+        assert!(renews_nonce(&greeting(b"9.7.4"), "c:1"));
     }
 
     #[test]
     fn truncated_responses_are_refused_not_panicking() {
         let r = response(0, &[7; 20], Some(b"db1"), b"");
         for n in 0..r.len() - 25 {
-            let _ = change_user(&r[..n]);
+            let _ = change_user_asking_switch(&r[..n]);
             let _ = ask_for_switch(&r[..n]);
         }
-        assert!(change_user(&r[..40]).is_none());
+        assert!(change_user_asking_switch(&r[..40]).is_none());
     }
 }

@@ -85,17 +85,20 @@ pub struct Session {
     /// Capabilities both ends of the session agreed on (the client's response ∧ the
     /// server's greeting).
     pub caps: u64,
-    /// The client hop is TLS (only such sessions' connections are pooled: see
-    /// `pool_auth`).
+    /// The client hop is TLS (see `pool_auth` for which plain sessions' connections
+    /// are pooled).
     pub client_tls: bool,
     /// The session runs on a pooled connection.
     pub reused: bool,
+    /// The server gives every COM_CHANGE_USER a new nonce (see `pool_auth`), so a
+    /// plain client's connection may be parked too.
+    pub renews_nonce: bool,
 }
 
 impl Session {
     /// Whether the server connection may be parked when the client quits.
     pub fn poolable(&self) -> bool {
-        self.client_tls
+        (self.client_tls || self.renews_nonce)
             && self.key.caps & flag::PLUGIN_AUTH != 0
             && self.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0
     }
@@ -113,6 +116,19 @@ fn greeting_caps(g: &[u8], l: &GreetingLayout) -> u64 {
         caps |= (at(e) | at(e + 1) << 8 | at(e + 2) << 16 | at(e + 3) << 24) << 32;
     }
     caps
+}
+
+/// A pooled connection not (yet) used for this client: nothing was sent on it and the
+/// client saw only a router-made nonce, so when the handshake ends early (the client
+/// leaves, sends garbage, times out) it goes back to the pool.
+struct Unused(Option<(Key, Parked)>);
+
+impl Drop for Unused {
+    fn drop(&mut self) {
+        if let Some((k, p)) = self.0.take() {
+            pooled::put_back(k, p);
+        }
+    }
 }
 
 /// A packet read whole: sequence id and payload.
@@ -211,9 +227,10 @@ fn server_name(host: &str) -> rustls::pki_types::ServerName<'static> {
 /// the connected server socket; `host` names the server for certificate checks.
 ///
 /// With a pooled connection (`ServerSide::Pooled`) the client is greeted with that
-/// connection's greeting; a TLS client with the same capabilities then authenticates
-/// on it by COM_CHANGE_USER, any other client on a fresh connection from `fresh`
-/// (see `pool_auth`). `destination` is the key's `host:port`.
+/// connection's greeting and a router-made nonce; a client with the same capabilities
+/// (a plain one only where the server renews its nonce) then authenticates on it by
+/// COM_CHANGE_USER, any other client on a fresh connection from `fresh` (see
+/// `pool_auth`). `destination` is the key's `host:port`.
 #[allow(clippy::too_many_arguments)]
 pub async fn handshake<C, F, Fut>(
     client: C,
@@ -232,12 +249,12 @@ where
 {
     let mut client = MaybeTls::Plain(client);
     let (mut server, mut pooled) = match server {
-        ServerSide::Fresh(s) => (Some(MaybeTls::Plain(s)), None),
-        ServerSide::Pooled(k, p) => (None, Some((k, p))),
+        ServerSide::Fresh(s) => (Some(MaybeTls::Plain(s)), Unused(None)),
+        ServerSide::Pooled(k, p) => (None, Unused(Some((k, p)))),
     };
 
     // 1. The server's greeting (a pooled connection's is known).
-    let greeting = match (&mut server, &pooled) {
+    let greeting = match (&mut server, &pooled.0) {
         (_, Some((_, p))) => Packet {
             seq: 0,
             payload: p.greeting.clone(),
@@ -270,6 +287,16 @@ where
     let mut server_caps = greeting_caps(&g, &layout);
     let mut nonce: Vec<u8> = g[layout.nonce1..layout.nonce1 + 8].to_vec();
     nonce.extend_from_slice(&g[layout.nonce2..layout.nonce2 + 12]);
+    if pooled.0.is_some() {
+        // A pooled connection's client sees a nonce of the router's (pool_auth).
+        match pool_auth::router_nonce() {
+            Some(r) => {
+                g[layout.nonce1..layout.nonce1 + 8].copy_from_slice(&r[..8]);
+                g[layout.nonce2..layout.nonce2 + 12].copy_from_slice(&r[8..]);
+            }
+            None => return End::ServerFailed("no randomness for a nonce".into()),
+        }
+    }
     let offer_ssl = cfg.client_mode != ClientSslMode::Disabled && ctx.acceptor.is_some();
     let lo = if offer_ssl {
         server_caps_lo | flag::SSL as u16
@@ -370,60 +397,98 @@ where
     // 3a. A pooled connection: COM_CHANGE_USER on it, or a fresh one instead.
     let mut change_user = None;
     let mut ask_for_switch = false;
-    if let Some((pkey, parked)) = pooled.take() {
-        match pool_auth::change_user(&response) {
-            Some(cu) if client_tls && pkey == key => {
-                server = Some(parked.server);
-                change_user = Some(cu);
+    let mut need_fresh = false;
+    // The server's first answer to COM_CHANGE_USER, when read before relaying.
+    let mut first_reply: Option<Packet> = None;
+    if let Some((pkey, parked)) = pooled.0.take() {
+        let renews = pool_auth::renews_nonce(&parked.greeting, destination);
+        match pool_auth::change_user_asking_switch(&response) {
+            Some(cu) if pkey == key && (client_tls || renews) => {
+                let mut s = parked.server;
+                if client_tls {
+                    server = Some(s);
+                    change_user = Some(cu);
+                } else {
+                    // A plain client's token goes in clear: only for a nonce the
+                    // server never asked before on this connection.
+                    let old = greeting_layout(&parked.greeting).map(|l| {
+                        let g = &parked.greeting;
+                        [&g[l.nonce1..l.nonce1 + 8], &g[l.nonce2..l.nonce2 + 12]].concat()
+                    });
+                    let mut ignore = 0u64;
+                    let reply = match write_packet(&mut s, 0, &cu, &mut ignore).await {
+                        Ok(()) => read_packet(&mut s).await.ok().flatten(),
+                        Err(_) => None,
+                    };
+                    match (reply, old) {
+                        (Some(p), Some(old))
+                            if pool_auth::switch_nonce(&p.payload)
+                                .is_some_and(|n| n != old.as_slice()) =>
+                        {
+                            server = Some(s);
+                            change_user = Some(cu);
+                            first_reply = Some(p);
+                        }
+                        (reply, _) => {
+                            if reply.is_some_and(|p| p.payload.first() == Some(&0xFE)) {
+                                pool_auth::note_kept_nonce(destination);
+                                tracing::info!(target: "routing", "connection pool: '{destination}' answers COM_CHANGE_USER with the nonce of the connection's greeting; its plain clients get new server connections");
+                            }
+                            drop(s);
+                            need_fresh = true;
+                        }
+                    }
+                }
             }
             _ => {
-                if client_tls {
-                    pooled::put_back(pkey, parked);
-                } else {
-                    // A plain client's token for this nonce went in clear: never
-                    // hand this connection to anyone again.
-                    drop(parked);
-                }
-                let Some(mut s) = fresh().await.map(MaybeTls::Plain) else {
-                    let e = errors::classic_error41(
-                        cseq,
-                        errors::CR_CONN_HOST_ERROR,
-                        "HY000",
-                        errors::MSG_NO_DESTINATION,
-                    );
-                    let _ = client.write_all(&e).await;
-                    let _ = client.flush().await;
-                    return End::ServerFailed("connecting afresh failed".into());
-                };
-                let fresh_greeting = match read_packet(&mut s).await {
-                    Ok(Some(p)) if p.payload.first() != Some(&0xFF) => p.payload,
-                    Ok(Some(p)) => {
-                        let _ = write_packet(&mut client, cseq, &p.payload, &mut counts.down).await;
-                        return End::ServerFailed("the server refused the connection".into());
-                    }
-                    Ok(None) => return End::ServerFailed("closed before its greeting".into()),
-                    Err(e) => return End::ServerFailed(format!("greeting: {e}")),
-                };
-                let Some(l) = greeting_layout(&fresh_greeting) else {
-                    return End::ServerFailed("malformed greeting".into());
-                };
-                server_caps = greeting_caps(&fresh_greeting, &l);
-                server_has_ssl = server_caps & flag::SSL != 0;
-                original_greeting = fresh_greeting;
-                server = Some(s);
-                ask_for_switch = true;
+                // Nothing of this connection reached the client (it saw a router
+                // nonce): it stays pooled.
+                pooled::put_back(pkey, parked);
+                need_fresh = true;
             }
         }
+    }
+    if need_fresh {
+        let Some(mut s) = fresh().await.map(MaybeTls::Plain) else {
+            let e = errors::classic_error41(
+                cseq,
+                errors::CR_CONN_HOST_ERROR,
+                "HY000",
+                errors::MSG_NO_DESTINATION,
+            );
+            let _ = client.write_all(&e).await;
+            let _ = client.flush().await;
+            return End::ServerFailed("connecting afresh failed".into());
+        };
+        let fresh_greeting = match read_packet(&mut s).await {
+            Ok(Some(p)) if p.payload.first() != Some(&0xFF) => p.payload,
+            Ok(Some(p)) => {
+                let _ = write_packet(&mut client, cseq, &p.payload, &mut counts.down).await;
+                return End::ServerFailed("the server refused the connection".into());
+            }
+            Ok(None) => return End::ServerFailed("closed before its greeting".into()),
+            Err(e) => return End::ServerFailed(format!("greeting: {e}")),
+        };
+        let Some(l) = greeting_layout(&fresh_greeting) else {
+            return End::ServerFailed("malformed greeting".into());
+        };
+        server_caps = greeting_caps(&fresh_greeting, &l);
+        server_has_ssl = server_caps & flag::SSL != 0;
+        original_greeting = fresh_greeting;
+        server = Some(s);
+        ask_for_switch = true;
     }
     let Some(mut server) = server else {
         return End::ServerFailed("no server connection".into());
     };
+    let renews_nonce = pool_auth::renews_nonce(&original_greeting, destination);
     let session = Session {
         key,
         greeting: original_greeting,
         caps: client_caps & (server_caps | flag::SSL),
         client_tls,
         reused: change_user.is_some(),
+        renews_nonce,
     };
     if server_tls && change_user.is_none() && (!server_has_ssl || ctx.connector.is_none()) {
         let e = errors::classic_error41(
@@ -461,7 +526,7 @@ where
     }
     let mut sseq: u8 = 1;
     let mut ignore = 0u64;
-    if let Some(cu) = &change_user {
+    if let (Some(cu), None) = (&change_user, &first_reply) {
         // Pooled: the connection is authenticated (and TLS, if its key says so).
         if let Err(e) = write_packet(&mut server, 0, cu, &mut ignore).await {
             return End::ServerFailed(format!("change user: {e}"));
@@ -507,7 +572,13 @@ where
     let mut clear_next: Option<u8> = None;
     loop {
         tokio::select! {
-            r = read_packet(&mut server) => {
+            // The answer read before (a pooled connection's switch), then the wire.
+            r = async {
+                match first_reply.take() {
+                    Some(p) => Ok(Some(p)),
+                    None => read_packet(&mut server).await,
+                }
+            } => {
                 let p = match r {
                     Ok(Some(p)) => p,
                     Ok(None) => return End::ServerFailed("closed during authentication".into()),
