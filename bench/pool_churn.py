@@ -8,8 +8,11 @@ Starts one private MariaDB 10.11 and one MySQL 9.7.4 (../shared/lab/mysql-9.7), 
 router (target/release) twice — `[connection_pool] max_idle_server_connections = 64`
 and no pool — and Oracle's MySQL Router 9.7.4 (../shared/lab/oracle-mysqlrouter) with
 `[connection_pool] max_idle_server_connections = 64` and `connection_sharing = 1`, each
-with a TLS-terminating route per server (client_ssl_mode = PREFERRED, ECDSA P-256
-certificate). Client: `poolbench churn` (examples/poolbench.rs, mysql_async, W
+with TLS-terminating routes (client_ssl_mode = PREFERRED, ECDSA P-256 certificate):
+per server one with a plain server hop (ours: server_ssl_mode = DISABLED) and, for
+MySQL 9.7, one with TLS to the server too (`mysql97+tls hop`: ours REQUIRED). Oracle's
+routes use server_ssl_mode = PREFERRED (TLS to MySQL 9.7; MariaDB has no certificate)
+as its sharing needs. Client: `poolbench churn` (examples/poolbench.rs, mysql_async, W
 concurrent workers), plain TCP and TLS. Every (server, client, target) is measured in
 each round, rounds interleaved; prints the median connections/s, the server-side
 logins (growth of the server's `Connections` status) and the ratios.
@@ -30,6 +33,11 @@ LAB = os.path.join(ROOT, "..", "shared", "lab")
 MYSQL97 = os.path.join(LAB, "mysql-9.7")
 ORACLE = os.path.join(LAB, "oracle-mysqlrouter")
 USERS = {"mariadb": ("t", "t"), "mysql97": ("sha2", "sha2pw")}
+TLS_HOP = "+tls hop"
+
+
+def server_of(route):
+    return route.split("+")[0]
 
 
 def start_mariadb(base):
@@ -71,14 +79,17 @@ def router_conf(base, name, servers, cert, key, oracle, pool):
     pool_section = "[connection_pool]\nmax_idle_server_connections = 64\nidle_timeout = 60\n" if pool else ""
     routes = ""
     for s, dest in servers.items():
-        routes += (f"[routing:{s}]\nbind_address = 127.0.0.1\nbind_port = {ports[s]}\n"
+        routes += (f"[routing:{s.replace('+', '_').replace(' ', '_')}]\nbind_address = 127.0.0.1\nbind_port = {ports[s]}\n"
                    f"destinations = 127.0.0.1:{dest}\nrouting_strategy = first-available\n"
                    f"client_ssl_mode = PREFERRED\nclient_ssl_cert = {cert}\nclient_ssl_key = {key}\n"
                    f"max_connections = 10000\n")
         # Oracle's sharing needs the router to see the password: TLS to the server as
-        # well (its documented set-up); ours uses a plain server hop.
-        routes += ("server_ssl_mode = PREFERRED\nconnection_sharing = 1\n\n" if oracle
-                   else "server_ssl_mode = DISABLED\n\n")
+        # well where it can (its documented set-up).
+        if oracle:
+            routes += "server_ssl_mode = PREFERRED\nconnection_sharing = 1\n\n"
+        else:
+            hop = "REQUIRED" if s.endswith(TLS_HOP) else "DISABLED"
+            routes += f"server_ssl_mode = {hop}\n\n"
     with open(f"{d}/r.conf", "w") as f:
         f.write(f"[DEFAULT]\nlogging_folder = {d}\nruntime_folder = {d}\nmax_total_connections = 12000\n"
                 f"[logger]\nlevel = warning\n{pool_section}\n{routes}")
@@ -88,8 +99,8 @@ def router_conf(base, name, servers, cert, key, oracle, pool):
     return ports
 
 
-def churn(port, server, tls, secs, workers):
-    user, pw = USERS[server]
+def churn(port, route, tls, secs, workers):
+    user, pw = USERS[server_of(route)]
     p = subprocess.run([POOLBENCH, "churn", str(port), str(secs), str(workers), user, pw,
                         "tls" if tls else "plain"], capture_output=True, text=True,
                        timeout=secs + 120)
@@ -127,7 +138,7 @@ def main():
     try:
         mdb, mdb_sql = start_mariadb(base)
         m97, m97_sql, stop97 = start_mysql97(base)
-        servers = {"mariadb": mdb, "mysql97": m97}
+        servers = {"mariadb": mdb, "mysql97": m97, "mysql97" + TLS_HOP: m97}
         sqls = {"mariadb": mdb_sql, "mysql97": m97_sql}
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-keyout", f"{base}/key.pem", "-out", f"{base}/cert.pem", "-days", "2",
@@ -148,31 +159,37 @@ def main():
                         # The packaged MariaDB has no certificate: no TLS directly.
                         notes[(s, tls, name)].add("server has no TLS")
                         continue
-                    before = logins(sqls[s])
+                    if s.endswith(TLS_HOP) and name in ("direct", "oracle sharing+pool"):
+                        # Same as the mysql97 row (direct: TLS iff the client's; Oracle's
+                        # mysql97 route already has a TLS server hop).
+                        notes[(s, tls, name)].add("see the mysql97 row")
+                        continue
+                    before = logins(sqls[server_of(s)])
                     rate, note = churn(ports[s], s, tls, a.seconds, a.workers)
-                    server_logins[(s, tls, name)] += logins(sqls[s]) - before
+                    server_logins[(s, tls, name)] += logins(sqls[server_of(s)]) - before
                     if note:
                         notes[(s, tls, name)].add(note)
                     if rate is not None:
                         res[(s, tls, name)].append(rate)
-                    print(f"round {r + 1} {s:8} {'tls' if tls else 'plain':5} {name:20} "
+                    print(f"round {r + 1} {s:16} {'tls' if tls else 'plain':5} {name:20} "
                           f"{'n/a' if rate is None else f'{rate:7.0f}'} conn/s {note}", flush=True)
         med = {k: (sorted(v)[len(v) // 2] if v else None) for k, v in res.items()}
         print(f"\nMedian connections/s over {a.rounds} rounds of {a.seconds:g} s, {a.workers} workers "
               f"(server logins = growth of the server's Connections counter, all rounds)\n")
-        print(f"{'server':8} {'client':6} {'target':20} {'conn/s':>8} {'logins':>8}  notes")
+        print(f"{'server':16} {'client':6} {'target':20} {'conn/s':>8} {'logins':>8}  notes")
         for s, tls in cases:
             for n in targets:
                 k = (s, tls, n)
                 v = "n/a" if med[k] is None else f"{med[k]:.0f}"
-                print(f"{s:8} {'tls' if tls else 'plain':6} {n:20} {v:>8} {server_logins[k]:>8}  "
+                print(f"{s:16} {'tls' if tls else 'plain':6} {n:20} {v:>8} {server_logins[k]:>8}  "
                       f"{'; '.join(sorted(notes[k]))}")
-        print(f"\n{'server':8} {'client':6} {'on/off':>7} {'on/oracle':>10} {'on/direct':>10}")
+        print(f"\n{'server':16} {'client':6} {'on/off':>7} {'on/oracle':>10} {'on/direct':>10}")
         ratio = lambda x, y: "n/a" if x is None or y is None or y == 0 else f"{x / y:.2f}"
         for s, tls in cases:
             o = med[(s, tls, "ours pool on")]
-            print(f"{s:8} {'tls' if tls else 'plain':6} {ratio(o, med[(s, tls, 'ours pool off')]):>7} "
-                  f"{ratio(o, med[(s, tls, 'oracle sharing+pool')]):>10} {ratio(o, med[(s, tls, 'direct')]):>10}")
+            ref = server_of(s)
+            print(f"{s:16} {'tls' if tls else 'plain':6} {ratio(o, med[(s, tls, 'ours pool off')]):>7} "
+                  f"{ratio(o, med[(ref, tls, 'oracle sharing+pool')]):>10} {ratio(o, med[(ref, tls, 'direct')]):>10}")
     finally:
         cleanup()
         if stop97:
