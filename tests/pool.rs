@@ -294,49 +294,58 @@ fn a_pooled_greeting_carries_a_router_nonce() {
 fn mysql97_plain_clients_reuse_pooled_connections() {
     use common::mysql97;
     let srv = mysql97::shared();
-    let port = free_port();
-    let body = format!(
-        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 4\nidle_timeout = 60\n\n\
-         [routing:plain]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\n\
-         client_ssl_mode = DISABLED\nserver_ssl_mode = DISABLED\n",
-        srv.addr()
-    );
-    let r = Router::start_with(&body, &[port], "debug", &[]);
-    let q = "SELECT CONNECTION_ID(), @v IS NULL, CURRENT_USER(); SET @v = 1";
-    let run = || {
-        mysql97::cli_result(&mysql97::cli(
-            port,
-            &["--ssl-mode=DISABLED", "--get-server-public-key"],
-            q,
-        ))
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", r.log_text()))
+    // A plain server hop, and TLS towards the server.
+    let (plain_hop, tls_hop) = (free_port(), free_port());
+    let route = |name: &str, port: u16, server_mode: &str| {
+        format!(
+            "[routing:{name}]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\n\
+             client_ssl_mode = DISABLED\nserver_ssl_mode = {server_mode}\n\n",
+            srv.addr()
+        )
     };
-    let first = run();
-    let id = first.split('\t').next().unwrap().to_string();
-    assert!(first.trim_end().ends_with("\t1\tsha2@%"), "{first}");
-    let second = run();
-    assert_eq!(second, first, "not reused, or state leaked");
-    srv.admin("FLUSH PRIVILEGES");
-    let third = run();
-    assert!(third.starts_with(&format!("{id}\t1\t")), "{third}");
-    let bad = mysql97::cli_result(&mysql97::client(&[
-        "-h",
-        "127.0.0.1",
-        "-P",
-        &port.to_string(),
-        "--protocol=TCP",
-        "-u",
-        mysql97::USER,
-        "-pwrong",
-        "--ssl-mode=DISABLED",
-        "--get-server-public-key",
-        "-e",
-        "SELECT 1",
-    ]));
-    let e = bad.expect_err("a wrong password got a session");
-    assert!(e.contains("ERROR 1045 (28000): Access denied"), "{e}");
-    // A failed COM_CHANGE_USER costs that server connection; the next login works.
-    assert!(run().trim_end().ends_with("\t1\tsha2@%"));
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 4\nidle_timeout = 60\n\n{}{}",
+        route("plain", plain_hop, "DISABLED"),
+        route("tls", tls_hop, "REQUIRED")
+    );
+    let r = Router::start_with(&body, &[plain_hop, tls_hop], "debug", &[]);
+    for port in [plain_hop, tls_hop] {
+        let q = "SELECT CONNECTION_ID(), @v IS NULL, CURRENT_USER(); SET @v = 1";
+        let run = || {
+            mysql97::cli_result(&mysql97::cli(
+                port,
+                &["--ssl-mode=DISABLED", "--get-server-public-key"],
+                q,
+            ))
+            .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", r.log_text()))
+        };
+        let first = run();
+        let id = first.split('\t').next().unwrap().to_string();
+        assert!(first.trim_end().ends_with("\t1\tsha2@%"), "{first}");
+        let second = run();
+        assert_eq!(second, first, "not reused, or state leaked");
+        srv.admin("FLUSH PRIVILEGES");
+        let third = run();
+        assert!(third.starts_with(&format!("{id}\t1\t")), "{third}");
+        let bad = mysql97::cli_result(&mysql97::client(&[
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--protocol=TCP",
+            "-u",
+            mysql97::USER,
+            "-pwrong",
+            "--ssl-mode=DISABLED",
+            "--get-server-public-key",
+            "-e",
+            "SELECT 1",
+        ]));
+        let e = bad.expect_err("a wrong password got a session");
+        assert!(e.contains("ERROR 1045 (28000): Access denied"), "{e}");
+        // A failed COM_CHANGE_USER costs that server connection; the next login works.
+        assert!(run().trim_end().ends_with("\t1\tsha2@%"));
+    }
     assert!(r.log_text().contains("reusing a pooled server connection"));
 }
 

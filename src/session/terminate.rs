@@ -526,10 +526,13 @@ where
     }
     let mut sseq: u8 = 1;
     let mut ignore = 0u64;
-    if let (Some(cu), None) = (&change_user, &first_reply) {
-        // Pooled: the connection is authenticated (and TLS, if its key says so).
-        if let Err(e) = write_packet(&mut server, 0, cu, &mut ignore).await {
-            return End::ServerFailed(format!("change user: {e}"));
+    if let Some(cu) = &change_user {
+        // Pooled: the connection is authenticated (and TLS, if its key says so); a
+        // plain client's COM_CHANGE_USER went out already (its answer is checked).
+        if first_reply.is_none() {
+            if let Err(e) = write_packet(&mut server, 0, cu, &mut ignore).await {
+                return End::ServerFailed(format!("change user: {e}"));
+            }
         }
     } else if server_tls {
         let mut req = response[..32].to_vec();
