@@ -19,7 +19,8 @@
 //!   clear for a nonce the server will ask again could be replayed by the next client
 //!   of that connection. So a plain (non-TLS) client gets a pooled connection only from
 //!   a server that renews the nonce ([`renews_nonce`]: predicted from the greeting's
-//!   version, checked on every such reuse by comparing the switch's nonce with the
+//!   version, checked on every reuse of such a server's connections, TLS clients too,
+//!   by comparing the switch's nonce with the
 //!   connection's greeting, and remembered per destination when a server does not),
 //!   and only such servers' connections are parked after a plain client. TLS clients
 //!   may reuse any pooled connection.
@@ -161,16 +162,23 @@ pub fn note_kept_nonce(destination: &str) {
 /// COM_CHANGE_USER a new nonce: MySQL does, MariaDB (its version says `MariaDB`)
 /// does not; a destination caught keeping its nonce is believed.
 pub fn renews_nonce(greeting: &[u8], destination: &str) -> bool {
-    let version = greeting
-        .get(1..)
-        .and_then(|g| g.split(|&b| b == 0).next())
-        .unwrap_or(b"");
-    let mariadb = version.windows(7).any(|w| w == b"MariaDB");
-    if mariadb {
+    if !predicted_to_renew(greeting) {
         return false;
     }
     let g = KEEPS_NONCE.lock().unwrap_or_else(|p| p.into_inner());
     !g.as_ref().is_some_and(|s| s.contains(destination))
+}
+
+/// Whether the greeting's version predicts a new nonce per COM_CHANGE_USER (not
+/// MariaDB). Connections of such servers may have been parked after plain sessions, so
+/// every reuse of one checks the nonce, also after the destination was caught keeping
+/// it.
+pub fn predicted_to_renew(greeting: &[u8]) -> bool {
+    let version = greeting
+        .get(1..)
+        .and_then(|g| g.split(|&b| b == 0).next())
+        .unwrap_or(b"");
+    !version.windows(7).any(|w| w == b"MariaDB")
 }
 
 /// The response with its authentication data emptied and the plugin replaced by

@@ -405,12 +405,15 @@ where
         match pool_auth::change_user_asking_switch(&response) {
             Some(cu) if pkey == key && (client_tls || renews) => {
                 let mut s = parked.server;
-                if client_tls {
+                if client_tls && !pool_auth::predicted_to_renew(&parked.greeting) {
+                    // MariaDB keeps its nonce: only TLS sessions ever used this
+                    // connection, so no token for it went in clear.
                     server = Some(s);
                     change_user = Some(cu);
                 } else {
-                    // A plain client's token goes in clear: only for a nonce the
-                    // server never asked before on this connection.
+                    // A server believed to renew its nonce (its connections may have
+                    // served plain clients, whose tokens went in clear): the switch
+                    // must bring a nonce this connection never asked before.
                     let old = greeting_layout(&parked.greeting).map(|l| {
                         let g = &parked.greeting;
                         [&g[l.nonce1..l.nonce1 + 8], &g[l.nonce2..l.nonce2 + 12]].concat()
