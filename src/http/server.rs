@@ -47,7 +47,10 @@ fn respond(api: &Api, req: &hyper::Request<Incoming>) -> hyper::Response<Full<By
     resp
 }
 
-async fn serve_connection<S>(io: S, api: Arc<Api>)
+/// Serves HTTP/1.1 on one accepted connection (plain or TLS) until it closes or its
+/// lifetime ends. Public for the HTTP fuzz target (tests/fuzz.rs), which feeds it raw
+/// bytes over in-memory streams.
+pub async fn serve_connection<S>(io: S, api: Arc<Api>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

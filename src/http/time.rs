@@ -62,19 +62,37 @@ pub fn http_date(secs: u64) -> String {
 }
 
 /// Parses an IMF-fixdate (`Tue, 24 Nov 2026 15:55:19 GMT`); `None` for anything else.
+/// The fields have their fixed widths (a 4-digit year, 2-digit time fields): a header
+/// is outside input, and a 19-digit year would overflow the day arithmetic.
 pub fn parse_http_date(s: &str) -> Option<u64> {
+    fn digits(s: &str, widths: std::ops::RangeInclusive<usize>) -> Option<u32> {
+        if !widths.contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    }
     let rest = s.trim().split_once(", ")?.1;
     let mut it = rest.split(' ');
-    let d: u32 = it.next()?.parse().ok()?;
+    let d = digits(it.next()?, 1..=2)?;
     let mon = it.next()?;
     let m = MONTHS.iter().position(|x| *x == mon)? as u32 + 1;
-    let y: i64 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|p| p.parse::<i64>().ok());
+    let y = digits(it.next()?, 4..=4)?;
+    let mut hms = it.next()?.split(':').map(|p| digits(p, 2..=2));
     let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
-    if it.next()? != "GMT" || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    if hms.next().is_some()
+        || it.next()? != "GMT"
+        || it.next().is_some()
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || se > 60
+    {
         return None;
     }
-    let t = days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + se;
+    let t = days_from_civil(i64::from(y), m, d) * 86_400
+        + i64::from(h) * 3600
+        + i64::from(mi) * 60
+        + i64::from(se);
     u64::try_from(t).ok()
 }
 
@@ -96,5 +114,37 @@ mod tests {
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(parse_http_date("yesterday"), None);
         assert_eq!(parse_http_date("Tue, 24 Nov 2026 25:00:00 GMT"), None);
+    }
+
+    /// Found while writing the HTTP fuzz target (its corpus keeps the input as seed
+    /// `ims_huge_year`): a year of 19 digits overflowed the day arithmetic (a panic
+    /// with overflow checks, a wrapped date without).
+    #[test]
+    fn junk_dates_are_refused_not_computed() {
+        for y in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "99999",
+            "-500",
+            "+202",
+        ] {
+            let s = format!("Tue, 24 Nov {y} 15:55:19 GMT");
+            assert_eq!(parse_http_date(&s), None, "{s}");
+        }
+        for s in [
+            "Tue, 24 Nov 2026 -5:00:00 GMT",
+            "Tue, 24 Nov 2026 15:55:19:00 GMT",
+            "Tue, 24 Nov 2026 15:55:19 GMT extra",
+            "Tue, +4 Nov 2026 15:55:19 GMT",
+            "Tue, 24 Nov 2026 1:55:19 GMT",
+        ] {
+            assert_eq!(parse_http_date(s), None, "{s}");
+        }
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Wed, 31 Dec 1969 23:59:59 GMT"), None);
+        assert_eq!(
+            parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(253_402_300_799)
+        );
     }
 }
