@@ -62,37 +62,33 @@ pub fn http_date(secs: u64) -> String {
 }
 
 /// Parses an IMF-fixdate (`Tue, 24 Nov 2026 15:55:19 GMT`); `None` for anything else.
-/// The fields have their fixed widths (a 4-digit year, 2-digit time fields): a header
-/// is outside input, and a 19-digit year would overflow the day arithmetic.
+/// Lenient where MySQL Router 9.7.4 is (checked side by side): one-digit or signed
+/// day and time fields, a 4-digit year, anything after `GMT`. The fields are at most
+/// 2 characters (the year 4 digits): a header is outside input, and a 19-digit number
+/// would overflow the day arithmetic.
 pub fn parse_http_date(s: &str) -> Option<u64> {
-    fn digits(s: &str, widths: std::ops::RangeInclusive<usize>) -> Option<u32> {
-        if !widths.contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+    fn small(s: &str) -> Option<i64> {
+        if s.is_empty() || s.len() > 2 {
             return None;
         }
         s.parse().ok()
     }
     let rest = s.trim().split_once(", ")?.1;
     let mut it = rest.split(' ');
-    let d = digits(it.next()?, 1..=2)?;
+    let d = small(it.next()?)?;
     let mon = it.next()?;
     let m = MONTHS.iter().position(|x| *x == mon)? as u32 + 1;
-    let y = digits(it.next()?, 4..=4)?;
-    let mut hms = it.next()?.split(':').map(|p| digits(p, 2..=2));
-    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
-    if hms.next().is_some()
-        || it.next()? != "GMT"
-        || it.next().is_some()
-        || !(1..=31).contains(&d)
-        || h > 23
-        || mi > 59
-        || se > 60
-    {
+    let y = it.next()?;
+    if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let t = days_from_civil(i64::from(y), m, d) * 86_400
-        + i64::from(h) * 3600
-        + i64::from(mi) * 60
-        + i64::from(se);
+    let y: i64 = y.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(small);
+    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
+    if it.next()? != "GMT" || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let t = days_from_civil(y, m, d as u32) * 86_400 + h * 3600 + mi * 60 + se;
     u64::try_from(t).ok()
 }
 
@@ -124,19 +120,17 @@ mod tests {
         for y in [
             "9223372036854775807",
             "-9223372036854775808",
-            "99999",
+            "12001",
+            "201",
             "-500",
-            "+202",
         ] {
             let s = format!("Tue, 24 Nov {y} 15:55:19 GMT");
             assert_eq!(parse_http_date(&s), None, "{s}");
         }
         for s in [
-            "Tue, 24 Nov 2026 -5:00:00 GMT",
-            "Tue, 24 Nov 2026 15:55:19:00 GMT",
-            "Tue, 24 Nov 2026 15:55:19 GMT extra",
-            "Tue, +4 Nov 2026 15:55:19 GMT",
-            "Tue, 24 Nov 2026 1:55:19 GMT",
+            "Tue, 24 Nov 2026 -9223372036854775808:00:00 GMT",
+            "Tue, 24 Nov 2026 15:555:19 GMT",
+            "Tue, 999 Nov 2026 15:55:19 GMT",
         ] {
             assert_eq!(parse_http_date(s), None, "{s}");
         }
@@ -146,5 +140,30 @@ mod tests {
             parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"),
             Some(253_402_300_799)
         );
+    }
+
+    /// `If-Modified-Since` values MySQL Router 9.7.4 took as a date before its start
+    /// (it answered 200) or not (304), recorded side by side.
+    #[test]
+    fn accepts_what_mysql_router_accepts() {
+        let started = 1_795_535_719; // 2026-11-24
+        for (date, newer) in [
+            ("Mon, 01 Jan 2001 00:00:00 GMT", true),
+            ("Mon, 01 Jan 2001 0:00:00 GMT", true),
+            ("Mon, 1 Jan 2001 00:00:00 GMT", true),
+            ("Mon, 01 Jan 12001 00:00:00 GMT", false),
+            ("Mon, 01 Jan 201 00:00:00 GMT", false),
+            ("Mon, 01 Jan 2001 00:00:00 GMT x", true),
+            ("Mon, 01 Jan 9223372036854775807 00:00:00 GMT", false),
+            ("Mon, 01 Jan 2001 -1:00:00 GMT", true),
+            ("Monday, 01-Jan-01 00:00:00 GMT", false),
+            ("Mon Jan  1 00:00:00 2001", false),
+        ] {
+            assert_eq!(
+                parse_http_date(date).is_some_and(|t| started > t),
+                newer,
+                "{date}"
+            );
+        }
     }
 }
