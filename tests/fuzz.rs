@@ -2,9 +2,10 @@
 //! mutator (stable toolchain; cargo-fuzz needs nightly) over the committed corpus in
 //! `tests/fuzz_corpus/<target>/`. Each execution takes a corpus entry, applies 1–6
 //! mutations (bit flips, interesting bytes, MySQL length-field lies, inserts, deletes,
-//! duplications, splices with another entry) and runs the target under
-//! `catch_unwind`; the terminating handshake also runs under a time bound (a hang is a
-//! failure). A failing input is written to `target/fuzz-crashes/` and its hex is in
+//! duplications, splices with another entry; the HTTP and password-file targets also
+//! insert tokens of their dictionaries) and runs the target under `catch_unwind`; the
+//! terminating handshake and the raw HTTP connection also run under a time bound (a
+//! hang is a failure). A failing input is written to `target/fuzz-crashes/` and its hex is in
 //! the panic message.
 //!
 //! Bounded for CI: each target runs `FUZZ_SECS` seconds (default 3) or `FUZZ_EXECS`
