@@ -216,3 +216,7 @@ out("passwd", "ours", ("a:%s\nb:%s\nc:%s\nd:%s\n" % (pbkdf2_256, pbkdf2_512, sha
 out("passwd", "oracle", "".join("u%d:%s\n" % (i, h) for i, h in enumerate(oracle)).encode())
 out("passwd", "crlf_dup", ("a:%s\r\na:%s\r\nz:$1$unknown$x\r\n" % (pbkdf2_256, sha256)).encode())
 out("passwd", "one", ("alice:%s" % pbkdf2_512).encode())
+# Regression, found by the long run: `u1:\r` at the end parsed, rendered as `u1:\r\n`,
+# and that no longer parsed (src/http/passwd.rs: lines end at \n only now).
+out("passwd", "cr_at_eof", bytes.fromhex(
+    "75303a243524434d5956747a544e2f66424773686839245649515031312f78620a613a243524726f756e64733d313030302473616c7473616c7473616c70766a6d4a30505934482f446b6276323272487032565763723437746f2f344e7178380a75313a0d"))
