@@ -311,10 +311,11 @@ mod tests {
             assert_eq!(PasswdFile::parse(bad), Err(PasswdError::Parse), "{bad:?}");
         }
         assert_eq!(PasswdFile::parse("").unwrap().entries.len(), 0); // ok: test code
-                                                                     // Found by tests/fuzz.rs (passwd): `u:\r` at the end of a file parsed (hash
-                                                                     // "\r"), rendered as `u:\r\n`, and that no longer parsed (a `\r\n` line end
-                                                                     // was stripped whole). Lines now end at `\n` only, as in MySQL Router 9.7.4,
-                                                                     // which also logs nobody in from a CRLF file (checked side by side).
+
+        // Found by tests/fuzz.rs (passwd): `u:\r` at the end of a file parsed (hash
+        // "\r"), rendered as `u:\r\n`, and that no longer parsed (a `\r\n` line end
+        // was stripped whole). Lines now end at `\n` only, as in MySQL Router 9.7.4,
+        // which also logs nobody in from a CRLF file (checked side by side).
         let crlf = PasswdFile::parse("a:$5$x$y\r\nu:\r").unwrap(); // ok: test code
         assert_eq!(crlf.get("a"), Some("$5$x$y\r"));
         assert_eq!(crlf.get("u"), Some("\r"));
