@@ -5,8 +5,8 @@
 //! duplications, splices with another entry; the HTTP and password-file targets also
 //! insert tokens of their dictionaries) and runs the target under `catch_unwind`; the
 //! terminating handshake and the raw HTTP connection also run under a time bound (a
-//! hang is a failure). A failing input is written to `target/fuzz-crashes/` and its hex is in
-//! the panic message.
+//! hang is a failure). A failing input is written to `target/fuzz-crashes/` and its
+//! hex is in the panic message; a fixed one stays in the corpus as a seed.
 //!
 //! Bounded for CI: each target runs `FUZZ_SECS` seconds (default 3) or `FUZZ_EXECS`
 //! executions (default 1,000,000), whichever ends first, from seed `FUZZ_SEED`
