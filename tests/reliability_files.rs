@@ -277,3 +277,181 @@ fn monitor_password_never_reaches_a_log_or_an_error() {
         }
     }
 }
+
+/// The REST port refuses without credentials, exactly as MySQL Router 9.7.4 does: with
+/// every monitoring section behind a realm (`[rest_api]`, `[rest_router]`,
+/// `[rest_routing]`, our `[metrics]`, and `[http_server] require_realm` for the paths no
+/// endpoint serves), every path answers no credentials, a wrong password and an
+/// unknown user with 401 and `WWW-Authenticate: basic realm="Some Realm"`, another
+/// scheme with 400, and only the right password with the resource (Oracle's recording:
+/// tests/fixtures/oracle-realm; `/metrics` is ours, so there it is 200 where Oracle's
+/// router, which has no metrics, says 404). Meanwhile, at debug level, neither the REST
+/// password (right or wrong, plain or base64) nor the monitor's reaches the log; and a
+/// password file with a malformed line stops the start with an error that does not
+/// quote the line.
+#[test]
+fn rest_port_refuses_without_credentials() {
+    use base64::Engine;
+    const REST_SECRET: &str = "Kx9-rest-Secret";
+    const MONITOR_SECRET: &str = "Mv3-monitor-Secret";
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oracle-realm");
+    let server = MariaDb::start();
+    // The monitor's own account, with a password no other part of the test uses.
+    let made = mariadb_cli()
+        .args(["-S", server.socket.to_str().unwrap(), "-uroot", "-e"])
+        .arg(format!(
+            "CREATE USER 'mon'@'%' IDENTIFIED BY '{MONITOR_SECRET}'; GRANT ALL ON *.* TO 'mon'@'%';"
+        ))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let dir = tmp_dir("realm");
+    let passwd = common::http::passwd_file(&dir, "alice", REST_SECRET);
+    let (rw, http) = (free_port(), free_port());
+    let monitored = free_port();
+    let conf = std::fs::read_to_string(fixtures.join("realm.conf"))
+        .unwrap()
+        .replace("@RW@", &rw.to_string())
+        .replace("@DB@", &server.addr())
+        .replace("@HTTP@", &http.to_string())
+        .replace("@PASSWD@", passwd.to_str().unwrap());
+    // Ours also has /metrics behind the realm, and a monitor with a password.
+    let body = format!(
+        "{conf}\n[metrics]\nrequire_realm=r\n\n\
+         [monitor]\nuser = mon\npassword = {MONITOR_SECRET}\ninterval = 1\n\n\
+         [routing:w]\nbind_address = 127.0.0.1\nbind_port = {monitored}\ndestinations = {}\n\
+         routing_strategy = first-available\nrole = PRIMARY\n",
+        server.addr()
+    );
+    let r = start_router(&body, &[rw, monitored], "debug", "", None);
+    let base = format!("http://127.0.0.1:{http}");
+    common::http::wait_http(&base, &[], Duration::from_secs(10));
+    // A client on each route, so that the log has sessions and the monitor's logins
+    // (the role route serves once the monitor has logged in and found the PRIMARY).
+    assert_eq!(cli_port_tcp(rw), Ok(server.port));
+    assert!(
+        eventually(Duration::from_secs(20), || cli_port_tcp(monitored)
+            == Ok(server.port)),
+        "the monitor never found the PRIMARY:\n{}",
+        r.log_text()
+    );
+
+    let out = Command::new(fixtures.join("matrix.sh"))
+        .args([&base, "alice", REST_SECRET])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "matrix.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = String::from_utf8(out.stdout).unwrap();
+    let oracle = std::fs::read_to_string(fixtures.join("oracle-9.7.4.txt")).unwrap();
+    assert_eq!(ours.lines().count(), oracle.lines().count(), "{ours}");
+    let mut differences = Vec::new();
+    for (a, b) in ours.lines().zip(oracle.lines()) {
+        let expected = match b {
+            // Ours: /metrics exists (behind the realm).
+            "/metrics right 404 -" => "/metrics right 200 -",
+            b => b,
+        };
+        if a != expected {
+            differences.push(format!("ours   {a}\nOracle {expected}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "answers differ from MySQL Router 9.7.4's:\n{}",
+        differences.join("\n")
+    );
+    // Every REST path refused without the password (the table's core, spelled out).
+    for line in ours.lines() {
+        let f: Vec<&str> = line.splitn(4, ' ').collect();
+        let (path, cred, status) = (f[0], f[1], f[2]);
+        if cred != "right"
+            && (path.starts_with("/api/20190715/r")
+                || path.ends_with("swagger.json")
+                || path == "/metrics")
+        {
+            assert!(status == "401" || status == "400", "{line}");
+            if status == "401" {
+                assert_eq!(f[3], "basic realm=\"Some Realm\"", "{line}");
+            }
+        }
+    }
+
+    // A client that shuts down its write side after the request (`nc -N`, scripts)
+    // gets its answer, as from MySQL Router: with the password the resource, without
+    // it the refusal.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for (auth, expected) in [
+        (
+            format!(
+                "Authorization: Basic {}\r\n",
+                b64(&format!("alice:{REST_SECRET}"))
+            ),
+            "HTTP/1.1 200 Ok\r\n",
+        ),
+        (String::new(), "HTTP/1.1 401 Unauthorized\r\n"),
+    ] {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /api/20190715/routes HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+        )
+        .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(expected.as_bytes()),
+            "half-closed client: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    let log = r.log_text();
+    for secret in [
+        REST_SECRET.to_string(),
+        format!("not-{REST_SECRET}"),
+        b64(&format!("alice:{REST_SECRET}")),
+        b64(&format!("alice:not-{REST_SECRET}")),
+        b64(&format!("xalice:{REST_SECRET}")),
+        MONITOR_SECRET.to_string(),
+    ] {
+        assert!(!log.contains(&secret), "{secret} in the log:\n{log}");
+    }
+    eprintln!(
+        "REST realm: {} answers as MySQL Router 9.7.4's; no secret in {} debug log lines",
+        ours.lines().count(),
+        log.lines().count()
+    );
+    drop(r);
+
+    // A password file whose malformed line is a password: exit 1 with MySQL Router's
+    // message (verified with 9.7.4), which does not quote the line.
+    let bad = dir.join("bad-users");
+    std::fs::write(&bad, format!("alice:$5$abc$def\n{REST_SECRET}\n")).unwrap();
+    let conf_path = dir.join("bad.conf");
+    std::fs::write(
+        &conf_path,
+        format!(
+            "[DEFAULT]\nlogging_folder =\n{}",
+            conf.replace(passwd.to_str().unwrap(), bad.to_str().unwrap())
+        ),
+    )
+    .unwrap();
+    let (code, err) = run_to_exit(&conf_path, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "parsing {} failed for section [http_auth_backend]: parse error",
+            bad.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(REST_SECRET), "{err}");
+}

@@ -80,10 +80,12 @@ fn ab64_decode(s: &str) -> Option<Vec<u8>> {
 impl PasswdFile {
     /// Parses a file's text. Every line must be `user:hash` with both parts non-empty
     /// (MySQL Router rejects the whole file otherwise, blank lines included); the first
-    /// line of a user wins.
+    /// line of a user wins. Lines end at `\n` only, as MySQL Router reads them: a `\r`
+    /// before it is part of the hash (so a CRLF file logs nobody in, as there), and
+    /// what [`PasswdFile::render`] writes parses back to the same accounts.
     pub fn parse(text: &str) -> Result<PasswdFile, PasswdError> {
         let mut entries: Vec<(String, String)> = Vec::new();
-        for line in text.lines() {
+        for line in text.split_terminator('\n') {
             let Some((user, hash)) = line.split_once(':') else {
                 return Err(PasswdError::Parse);
             };
@@ -309,6 +311,15 @@ mod tests {
             assert_eq!(PasswdFile::parse(bad), Err(PasswdError::Parse), "{bad:?}");
         }
         assert_eq!(PasswdFile::parse("").unwrap().entries.len(), 0); // ok: test code
+
+        // Found by tests/fuzz.rs (passwd): `u:\r` at the end of a file parsed (hash
+        // "\r"), rendered as `u:\r\n`, and that no longer parsed (a `\r\n` line end
+        // was stripped whole). Lines now end at `\n` only, as in MySQL Router 9.7.4,
+        // which also logs nobody in from a CRLF file (checked side by side).
+        let crlf = PasswdFile::parse("a:$5$x$y\r\nu:\r").unwrap(); // ok: test code
+        assert_eq!(crlf.get("a"), Some("$5$x$y\r"));
+        assert_eq!(crlf.get("u"), Some("\r"));
+        assert_eq!(PasswdFile::parse(&crlf.render()), Ok(crlf));
         let mut f = f;
         f.set("c", "h".into());
         assert!(f.delete("a"));

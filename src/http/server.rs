@@ -47,7 +47,10 @@ fn respond(api: &Api, req: &hyper::Request<Incoming>) -> hyper::Response<Full<By
     resp
 }
 
-async fn serve_connection<S>(io: S, api: Arc<Api>)
+/// Serves HTTP/1.1 on one accepted connection (plain or TLS) until it closes or its
+/// lifetime ends. Public for the HTTP fuzz target (tests/fuzz.rs), which feeds it raw
+/// bytes over in-memory streams.
+pub async fn serve_connection<S>(io: S, api: Arc<Api>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -70,6 +73,10 @@ where
         .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD)
         .keep_alive(true)
+        // A client may shut down its write side once its request is sent (`nc -N`,
+        // scripts); MySQL Router still answers it, so must we (hyper's default drops
+        // the request at the read side's end).
+        .half_close(true)
         .title_case_headers(true)
         .serve_connection(TokioIo::new(io), service);
     let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;

@@ -62,19 +62,33 @@ pub fn http_date(secs: u64) -> String {
 }
 
 /// Parses an IMF-fixdate (`Tue, 24 Nov 2026 15:55:19 GMT`); `None` for anything else.
+/// Lenient where MySQL Router 9.7.4 is (checked side by side): one-digit or signed
+/// day and time fields, a 4-digit year, anything after `GMT`. The fields are at most
+/// 2 characters (the year 4 digits): a header is outside input, and a 19-digit number
+/// would overflow the day arithmetic.
 pub fn parse_http_date(s: &str) -> Option<u64> {
+    fn small(s: &str) -> Option<i64> {
+        if s.is_empty() || s.len() > 2 {
+            return None;
+        }
+        s.parse().ok()
+    }
     let rest = s.trim().split_once(", ")?.1;
     let mut it = rest.split(' ');
-    let d: u32 = it.next()?.parse().ok()?;
+    let d = small(it.next()?)?;
     let mon = it.next()?;
     let m = MONTHS.iter().position(|x| *x == mon)? as u32 + 1;
-    let y: i64 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|p| p.parse::<i64>().ok());
+    let y = it.next()?;
+    if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let y: i64 = y.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(small);
     let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
     if it.next()? != "GMT" || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let t = days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + se;
+    let t = days_from_civil(y, m, d as u32) * 86_400 + h * 3600 + mi * 60 + se;
     u64::try_from(t).ok()
 }
 
@@ -96,5 +110,60 @@ mod tests {
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(parse_http_date("yesterday"), None);
         assert_eq!(parse_http_date("Tue, 24 Nov 2026 25:00:00 GMT"), None);
+    }
+
+    /// Found while writing the HTTP fuzz target (its corpus keeps the input as seed
+    /// `ims_huge_year`): a year of 19 digits overflowed the day arithmetic (a panic
+    /// with overflow checks, a wrapped date without).
+    #[test]
+    fn junk_dates_are_refused_not_computed() {
+        for y in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "12001",
+            "201",
+            "-500",
+        ] {
+            let s = format!("Tue, 24 Nov {y} 15:55:19 GMT");
+            assert_eq!(parse_http_date(&s), None, "{s}");
+        }
+        for s in [
+            "Tue, 24 Nov 2026 -9223372036854775808:00:00 GMT",
+            "Tue, 24 Nov 2026 15:555:19 GMT",
+            "Tue, 999 Nov 2026 15:55:19 GMT",
+        ] {
+            assert_eq!(parse_http_date(s), None, "{s}");
+        }
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Wed, 31 Dec 1969 23:59:59 GMT"), None);
+        assert_eq!(
+            parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(253_402_300_799)
+        );
+    }
+
+    /// `If-Modified-Since` values MySQL Router 9.7.4 took as a date before its start
+    /// (it answered 200) or not (304), recorded side by side.
+    #[test]
+    fn accepts_what_mysql_router_accepts() {
+        let started = 1_795_535_719; // 2026-11-24
+        for (date, newer) in [
+            ("Mon, 01 Jan 2001 00:00:00 GMT", true),
+            ("Mon, 01 Jan 2001 0:00:00 GMT", true),
+            ("Mon, 1 Jan 2001 00:00:00 GMT", true),
+            ("Mon, 01 Jan 12001 00:00:00 GMT", false),
+            ("Mon, 01 Jan 201 00:00:00 GMT", false),
+            ("Mon, 01 Jan 2001 00:00:00 GMT x", true),
+            ("Mon, 01 Jan 9223372036854775807 00:00:00 GMT", false),
+            ("Mon, 01 Jan 2001 -1:00:00 GMT", true),
+            ("Monday, 01-Jan-01 00:00:00 GMT", false),
+            ("Mon Jan  1 00:00:00 2001", false),
+        ] {
+            assert_eq!(
+                parse_http_date(date).is_some_and(|t| started > t),
+                newer,
+                "{date}"
+            );
+        }
     }
 }

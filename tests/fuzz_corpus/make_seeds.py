@@ -156,3 +156,67 @@ for i, line in enumerate([
     b"-c\nx.conf\n--logger.level\ndebug",
 ]):
     out("cli", f"args{i}", line)
+
+# The monitoring HTTP layer. http_api: a configuration digit (0: all behind the realm,
+# 1: also [http_server] require_realm, 2: swagger and metrics open), then the method,
+# the path (with ?query) and header lines, one per line. http_raw: the digit, then the
+# bytes of an HTTP/1.1 conversation.
+import base64
+GOOD = b"Authorization: Basic " + base64.b64encode(b"alice:pw")
+BAD = b"Authorization: Basic " + base64.b64encode(b"alice:wrong")
+API = b"/api/20190715"
+http = {
+    "routes": b"0GET\n" + API + b"/routes\n" + GOOD,
+    "connections": b"0GET\n" + API + b"/routes/rw/connections\n" + GOOD,
+    "escaped": b"0GET\n" + API + b"/routes/r%5F1/destinations\n" + GOOD,
+    "status_slash": b"1GET\n" + API + b"/routes/ro/status/\n" + GOOD,
+    "health": b"2GET\n" + API + b"/routes/r_1/health\n" + GOOD,
+    "config": b"0GET\n" + API + b"/routes/ro/config\n" + GOOD,
+    "blocked": b"0GET\n" + API + b"/routes/rw/blockedHosts\n" + GOOD,
+    "routing_status": b"0GET\n" + API + b"/routing/status\n" + GOOD,
+    "router_status_ims": b"0GET\n" + API + b"/router/status\n" + GOOD + b"\nIf-Modified-Since: Tue, 24 Nov 2026 15:55:19 GMT",
+    "swagger_open": b"2GET\n" + API + b"/swagger.json\nIf-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT",
+    "metrics": b"0GET\n/metrics?name[]=x\n" + GOOD,
+    "wrong_password": b"0GET\n" + API + b"/routes\n" + BAD,
+    "bearer": b"1GET\n/elsewhere\nAuthorization: Bearer abc",
+    "post_query": b"0POST\n" + API + b"/routes?x=1&y\n" + GOOD,
+    # Regression: a 19-digit year overflowed the date arithmetic (src/http/time.rs).
+    "ims_huge_year": b"0GET\n" + API + b"/router/status\n" + GOOD + b"\nIf-Modified-Since: Tue, 24 Nov 9223372036854775807 15:55:19 GMT",
+}
+for name, data in http.items():
+    out("http_api", name, data)
+raw = {
+    "get": b"0GET " + API + b"/routes HTTP/1.1\r\nHost: x\r\n" + GOOD + b"\r\n\r\n",
+    "pipelined": b"0GET " + API + b"/routes/rw/status HTTP/1.1\r\nHost: x\r\n" + GOOD + b"\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n" + BAD + b"\r\n\r\n",
+    "post_body": b"2POST " + API + b"/routes HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    "chunked": b"2PUT /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "http10": b"1GET /nope HTTP/1.0\r\n\r\n",
+    "ims": b"2GET " + API + b"/swagger.json HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\nConnection: close\r\n\r\n",
+}
+for name, data in raw.items():
+    out("http_raw", name, data)
+
+# Password files: hashes of "pw" made here (cheap work factors) and Oracle's
+# mysqlrouter_passwd 9.7.4 hashes of "secret" (src/http/passwd.rs).
+import warnings
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+import crypt, hashlib
+def ab64(b): return base64.b64encode(b).decode().rstrip("=").replace("+", ".")
+salt = b"0123456789abcdef"
+pbkdf2_256 = "$pbkdf2-sha256$7$%s$%s" % (ab64(salt), ab64(hashlib.pbkdf2_hmac("sha256", b"pw", salt, 7)))
+pbkdf2_512 = "$pbkdf2-sha512$3$%s$%s" % (ab64(salt), ab64(hashlib.pbkdf2_hmac("sha512", b"pw", salt, 3)))
+sha256 = crypt.crypt("pw", "$5$rounds=1000$saltsaltsaltsalt")
+sha512 = crypt.crypt("pw", "$6$rounds=1000$saltsalt")
+oracle = [
+    "$5$CMYVtzTN/fBGshh9$VIQP11/xbpvjmJ0PY4HDkbv22rHp2VWcr47to/4Nqx8",
+    "$pbkdf2-sha256$5000$.BrNWJ70AIXMs1FAvLX2xA$Acqn2EmeAa3AbqOIyin/0e0jj.X9ajZ9rpTGrtHu4n4",
+    "$pbkdf2-sha512$1000$s2hraUlBauyv5XtGxOqakQ$/M/c68rnCjRyEQNCXlrKsC.IS11Z8aeeV4CEl9qmC0Pm55NrpS3hXCLyOh6D0GRt8.WkYGYxFSh1PW2ppUgiRw",
+]
+out("passwd", "ours", ("a:%s\nb:%s\nc:%s\nd:%s\n" % (pbkdf2_256, pbkdf2_512, sha256, sha512)).encode())
+out("passwd", "oracle", "".join("u%d:%s\n" % (i, h) for i, h in enumerate(oracle)).encode())
+out("passwd", "crlf_dup", ("a:%s\r\na:%s\r\nz:$1$unknown$x\r\n" % (pbkdf2_256, sha256)).encode())
+out("passwd", "one", ("alice:%s" % pbkdf2_512).encode())
+# Regression, found by the long run: `u1:\r` at the end parsed, rendered as `u1:\r\n`,
+# and that no longer parsed (src/http/passwd.rs: lines end at \n only now).
+out("passwd", "cr_at_eof", bytes.fromhex(
+    "75303a243524434d5956747a544e2f66424773686839245649515031312f78620a613a243524726f756e64733d313030302473616c7473616c7473616c70766a6d4a30505934482f446b6276323272487032565763723437746f2f344e7178380a75313a0d"))
