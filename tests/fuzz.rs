@@ -374,9 +374,10 @@ mod http_fuzz {
     use mysqlrouter::http::api::{Api, Reply, Request, RouterInfo};
     use mysqlrouter::http::auth::Realms;
     use mysqlrouter::http::passwd;
+    use mysqlrouter::stats::pool::PoolCounters;
     use mysqlrouter::stats::{
-        ConnSnapshot, DestSnapshot, Histogram, RouteCounters, RouteSnapshot, Snapshot, Source,
-        LATENCY_BUCKETS,
+        ConnSnapshot, DestSnapshot, Histogram, PoolSnapshot, RouteCounters, RouteSnapshot,
+        Snapshot, Source, LATENCY_BUCKETS,
     };
 
     use super::Rng;
@@ -394,6 +395,9 @@ mod http_fuzz {
         b"/blockedHosts",
         b"/swagger.json",
         b"/metrics",
+        b"/connection_pool",
+        b"/main/config",
+        b"/main/status",
         b"%",
         b"%2f",
         b"%2F",
@@ -466,7 +470,9 @@ mod http_fuzz {
         let realm = format!(
             "[http_server]\nport = 8081\n@SERVER@\n[http_auth_realm:r]\nbackend = b\nmethod = basic\nname = Some \"Realm\"\n\n\
              [http_auth_backend:b]\nbackend = file\nfilename = {}\n\n\
-             [rest_router]\nrequire_realm = r\n\n[rest_routing]\nrequire_realm = r\n\n",
+             [rest_router]\nrequire_realm = r\n\n[rest_routing]\nrequire_realm = r\n\n\
+             [connection_pool]\nmax_idle_server_connections = 8\n\n\
+             [rest_connection_pool]\nrequire_realm = r\n\n",
             pw.display()
         );
         let variants = [
@@ -522,6 +528,7 @@ mod http_fuzz {
                     max_total_connections: 0,
                     current_total_connections: 0,
                     routes: template.clone(),
+                    pool: Default::default(),
                 })));
                 let info = RouterInfo {
                     process_id: 4242,
@@ -631,6 +638,18 @@ mod http_fuzz {
             s.max_total_connections = count(&mut rng);
             s.current_total_connections = count(&mut rng);
             s.routes = routes;
+            s.pool = PoolSnapshot {
+                max_idle_server_connections: count(&mut rng),
+                idle_timeout_ms: count(&mut rng),
+                counters: PoolCounters {
+                    idle: count(&mut rng),
+                    stashed: count(&mut rng),
+                    reused: count(&mut rng),
+                    opened: count(&mut rng),
+                    parked: count(&mut rng),
+                    dropped: count(&mut rng),
+                },
+            };
         }
     }
 
