@@ -19,6 +19,8 @@ pub mod pool_auth;
 pub mod pool_relay;
 pub mod pooled;
 pub mod rsa;
+pub mod share;
+pub mod share_state;
 pub mod stream;
 pub mod terminate;
 pub mod tls;

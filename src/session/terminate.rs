@@ -90,6 +90,11 @@ pub struct Session {
     pub client_tls: bool,
     /// The session runs on a pooled connection.
     pub reused: bool,
+    /// User name, initial schema and collation id of the client's login (sharing
+    /// keys idle connections by account and restores the rest).
+    pub user: Vec<u8>,
+    pub schema: Vec<u8>,
+    pub charset: u8,
 }
 
 impl Session {
@@ -418,7 +423,11 @@ where
     let Some(mut server) = server else {
         return End::ServerFailed("no server connection".into());
     };
+    let (user, schema, charset) = pool_auth::identity(&response).unwrap_or_default();
     let session = Session {
+        user,
+        schema,
+        charset,
         key,
         greeting: original_greeting,
         caps: client_caps & (server_caps | flag::SSL),

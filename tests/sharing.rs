@@ -1,0 +1,136 @@
+//! Connection sharing (`connection_sharing = 1`, `connection_sharing_delay = 0`) through
+//! the binary, against a real MariaDB, with real clients (PyMySQL and
+//! mysql-connector-python over TLS, driven by `tests/sharing/clients.py`): many
+//! sessions over few server connections, each session's state kept and checked after
+//! every statement; the diagnostics of a client's own last statement across a sharing
+//! gap; the pin list; large results; KILL of shared connections.
+
+mod common;
+
+use common::{free_port, tmp_dir, MariaDb, Router};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+fn cert() -> &'static (String, String) {
+    static C: OnceLock<(String, String)> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = tmp_dir("sharing-pki");
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost"])
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)");
+        assert!(st.success(), "openssl req failed");
+        let p = |f: &str| dir.join(f).display().to_string();
+        (p("cert.pem"), p("key.pem"))
+    })
+}
+
+fn server() -> &'static MariaDb {
+    static S: OnceLock<MariaDb> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = MariaDb::start_with(&[
+            "--max-allowed-packet=256M".into(),
+            "--max-connections=600".into(),
+        ]);
+        let mut sql = String::from(
+            "CREATE USER IF NOT EXISTS 'sh'@'%' IDENTIFIED BY 'sh'; GRANT ALL ON *.* TO 'sh'@'%';",
+        );
+        for i in 0..10 {
+            sql.push_str(&format!(
+                "CREATE DATABASE IF NOT EXISTS sh{i}; CREATE TABLE IF NOT EXISTS sh{i}.t (client INT, n INT, KEY (client, n)) ENGINE=InnoDB;"
+            ));
+        }
+        sql.push_str("CREATE TABLE IF NOT EXISTS sh0.d (v INT); INSERT INTO sh0.d VALUES (1),(2),(3); CREATE TABLE IF NOT EXISTS sh0.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT);");
+        admin(&s, &sql);
+        s
+    })
+}
+
+fn admin(s: &MariaDb, sql: &str) -> String {
+    let o = Command::new("mariadb")
+        .args(["--no-defaults", "-uroot", "-S"])
+        .arg(&s.socket)
+        .args(["-N", "-B", "-e", sql])
+        .output()
+        .expect("mariadb client");
+    assert!(
+        o.status.success(),
+        "admin {sql:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A sharing route (TLS on the client hop, plain server hop, one I/O thread so that
+/// every session meets the same pool).
+fn router(max_idle: u32, extra: &str) -> (Router, u16) {
+    let (c, k) = cert();
+    let port = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = {max_idle}\nidle_timeout = 5\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = REQUIRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\nconnect_timeout = 10\n{extra}",
+        server().addr()
+    );
+    (Router::start_with(&body, &[port], "debug", &[]), port)
+}
+
+/// Runs a scenario of clients.py; its one JSON line.
+fn clients(args: &[&str]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sharing/clients.py");
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("/usr/bin/python3 with PyMySQL (apt-get install python3-pymysql)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "clients.py {args:?} failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("clients.py {args:?}: {e}: {out}"))
+}
+
+/// 200 sessions of one account over a pool of 10: each keeps its own schema, time
+/// zone and sql_mode (restored when it moves), one in ten a user variable and a
+/// temporary table (pinned), two in ten a transaction per round (its rows seen only by
+/// itself, never moved inside it); all checked after every statement while the server
+/// sees far fewer connections than clients and unpinned sessions change connections.
+#[test]
+fn two_hundred_sessions_over_few_server_connections() {
+    let s = server();
+    let (_r, port) = router(10, "");
+    let sock = s.socket.display().to_string();
+    let v = clients(&["load", &port.to_string(), &sock, "200", "15"]);
+    let fails = v["fails"].as_array().map(|a| a.len()).unwrap_or(99);
+    assert_eq!(fails, 0, "{v}");
+    assert_eq!(v["finished"], 200, "{v}");
+    let max = v["threads_connected_max"].as_u64().unwrap_or(999);
+    // 20 pinned sessions hold their own; the rest share what the pool keeps (10) plus
+    // the few linked at any moment; +1 for the monitor's own connection.
+    assert!(
+        max <= 60,
+        "server connections after the logins: {max} for 200 clients: {v}"
+    );
+    let moved = v["free_clients_moved"].as_u64().unwrap_or(0);
+    assert!(
+        moved >= 100,
+        "unpinned sessions should change server connections: {v}"
+    );
+    assert_eq!(v["pinned_clients_moved"], 0, "{v}");
+    assert!(v["statements"].as_u64().unwrap_or(0) > 2000, "{v}");
+    eprintln!("{v}");
+}

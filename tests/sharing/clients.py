@@ -1,0 +1,255 @@
+"""Real clients (PyMySQL over TLS) for tests/sharing.rs. Each scenario prints one JSON
+line with what it saw; the Rust test asserts on it. Bounded in time and count."""
+import json, random, ssl, sys, threading, time
+import pymysql
+
+CTX = ssl.create_default_context()
+CTX.check_hostname = False
+CTX.verify_mode = ssl.CERT_NONE
+
+
+def connect(port, db=None, user="sh", pw="sh"):
+    return pymysql.connect(host="127.0.0.1", port=port, user=user, password=pw, ssl=CTX,
+                           database=db, autocommit=True, connect_timeout=10, read_timeout=30,
+                           write_timeout=30)
+
+
+def one(c, sql):
+    with c.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def load(port, sock, n, seconds):
+    """n clients, each keeping its own state and checking it after every statement."""
+    fails, stmts, lock = [], [0], threading.Lock()
+    ids = {}
+    pinned_ids = {}
+    stop = time.time() + seconds
+
+    def fail(i, what):
+        with lock:
+            if len(fails) < 50:
+                fails.append(f"client {i}: {what}")
+
+    def client(i):
+        db = f"sh{i % 10}"
+        kind = "pinned" if i % 10 == 0 else "trx" if i % 10 in (1, 2) else "free"
+        try:
+            c = connect(port)
+            seen = set()
+            one(c, f"USE {db}")
+            tz = f"+{i % 12:02d}:{i % 60:02d}"
+            one(c, f"SET time_zone = '{tz}', sql_mode = 'ANSI_QUOTES'")
+            if kind == "pinned":
+                one(c, f"SET @mine = {i}")
+                one(c, "CREATE TEMPORARY TABLE tt (v INT)")
+                one(c, f"INSERT INTO tt VALUES ({i})")
+            k = 0
+            while time.time() < stop:
+                k += 1
+                if kind == "trx":
+                    one(c, "BEGIN")
+                    cid = one(c, "SELECT CONNECTION_ID()")[0][0]
+                    one(c, f"INSERT INTO t (client, n) VALUES ({i}, {k})")
+                    r = one(c, f"SELECT COUNT(*), MAX(n) FROM t WHERE client = {i} AND n = {k}")
+                    if r[0] != (1, k):
+                        fail(i, f"own uncommitted row not seen: {r}")
+                    if one(c, "SELECT CONNECTION_ID()")[0][0] != cid:
+                        fail(i, "transaction moved to another server connection")
+                    one(c, "COMMIT" if k % 2 else "ROLLBACK")
+                    seen.add(cid)
+                r = one(c, "SELECT DATABASE(), @@time_zone, @@sql_mode, CONNECTION_ID()")[0]
+                if (r[0], r[1], r[2]) != (db, tz, "ANSI_QUOTES"):
+                    fail(i, f"state is {r[:3]}, expected {(db, tz, 'ANSI_QUOTES')}")
+                seen.add(r[3])
+                if kind == "pinned":
+                    r2 = one(c, "SELECT @mine, (SELECT v FROM tt), CONNECTION_ID()")[0]
+                    if r2[0] != i or r2[1] != i:
+                        fail(i, f"pinned state is {r2[:2]}, expected {i}")
+                    with lock:
+                        pinned_ids.setdefault(i, set()).add(r2[2])
+                else:
+                    r3 = one(c, "SELECT @mine")[0][0] if False else None
+                n = one(c, f"SELECT COUNT(*) FROM t WHERE client = {i} AND n > {k}")[0][0]
+                if n != 0:
+                    fail(i, f"sees {n} rows it never wrote")
+                with lock:
+                    stmts[0] += 4
+                time.sleep(random.uniform(0.01, 0.05))
+            one(c, "SELECT 1")
+            c.close()
+            with lock:
+                ids[i] = (kind, len(seen))
+        except Exception as e:
+            fail(i, f"{type(e).__name__}: {e}")
+
+    maxthreads = [0, 10**9]
+    def monitor():
+        m = pymysql.connect(unix_socket=sock, user="root")
+        t0 = time.time()
+        while time.time() < stop:
+            v = int(one(m, "SHOW GLOBAL STATUS LIKE 'Threads_connected'")[0][1])
+            if time.time() - t0 > 3:
+                maxthreads[0] = max(maxthreads[0], v)
+                maxthreads[1] = min(maxthreads[1], v)
+            time.sleep(0.1)
+        m.close()
+
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    mt = threading.Thread(target=monitor)
+    mt.start()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(seconds + 60)
+    mt.join(10)
+    moved_free = sum(1 for k, s in ids.values() if k == "free" and s > 1)
+    moved_pinned = sum(1 for s in pinned_ids.values() if len(s) > 1)
+    print(json.dumps({"fails": fails, "statements": stmts[0], "finished": len(ids),
+                      "free_clients_moved": moved_free,
+                      "free_clients": sum(1 for k, _ in ids.values() if k == "free"),
+                      "pinned_clients_moved": moved_pinned,
+                      "threads_connected_max": maxthreads[0],
+                      "threads_connected_min": maxthreads[1]}))
+
+
+def diag(port):
+    """Two sessions over one shared server connection (max_idle_server_connections = 1):
+    what each asks about its own last statement after the other ran."""
+    a, b = connect(port, "sh0"), connect(port, "sh1")
+    out = {}
+    one(a, "SELECT 1"); one(b, "SELECT 1")
+    # warnings: held on the connection until a clean response
+    one(a, "SELECT CAST('x1' AS SIGNED)")
+    out["a_warnings"] = [list(r) for r in one(a, "SHOW WARNINGS")]
+    one(a, "SELECT 1")
+    one(b, "SELECT CAST('zz' AS SIGNED)")
+    out["b_warnings"] = [list(r) for r in one(b, "SHOW WARNINGS")]
+    one(b, "SELECT 1")
+    # ROW_COUNT after an UPDATE (held), FOUND_ROWS after a result set (restored)
+    one(a, "DELETE FROM sh0.d"); one(a, "INSERT INTO sh0.d VALUES (1),(2),(3)")
+    out["a_row_count"] = one(a, "SELECT ROW_COUNT()")[0][0]
+    one(a, "SELECT * FROM sh0.d")
+    a_id = one(b, "SELECT CONNECTION_ID()")[0][0]
+    one(b, "SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5")
+    out["a_found_rows"] = one(a, "SELECT FOUND_ROWS()")[0][0]
+    out["a_row_count_after_select"] = one(a, "SELECT ROW_COUNT()")[0][0]
+    one(b, "SELECT 1 UNION SELECT 2")
+    one(a, "SET sql_mode = 'ANSI'")
+    one(b, "SELECT 1")
+    out["a_row_count_after_set"] = one(a, "SELECT ROW_COUNT()")[0][0]
+    out["same_connection"] = one(a, "SELECT CONNECTION_ID()")[0][0] == a_id
+    out["a_db"] = one(a, "SELECT DATABASE(), @@sql_mode")[0]
+    out["b_db"] = one(b, "SELECT DATABASE(), @@sql_mode")[0]
+    # LAST_INSERT_ID pins
+    one(a, "INSERT INTO sh0.ai (v) VALUES (7)")
+    lid = one(a, "SELECT LAST_INSERT_ID(), CONNECTION_ID()")[0]
+    out["a_last_insert_id"] = lid[0]
+    out["a_last_insert_id_expected"] = one(a, "SELECT MAX(id) FROM sh0.ai")[0][0]
+    a.close(); b.close()
+    print(json.dumps(out))
+
+
+PINS = {
+    "user_variable": ("SET @p = 42", "SELECT @p", "42"),
+    "temporary_table": ("CREATE TEMPORARY TABLE tp (v INT)", "SELECT COUNT(*) FROM tp", "0"),
+    "get_lock": ("SELECT GET_LOCK('sharing-pin', 0)", "SELECT IS_USED_LOCK('sharing-pin') = CONNECTION_ID()", "1"),
+    "lock_tables": ("LOCK TABLES sh0.d READ", "SELECT COUNT(*) > 0 FROM sh0.d", "1"),
+    "sql_prepare": ("PREPARE ps FROM 'SELECT 5'", "EXECUTE ps", "5"),
+    "transaction": ("BEGIN", "SELECT @@in_transaction", "1"),
+    "autocommit_off": ("SET autocommit = 0", "SELECT @@autocommit", "0"),
+    "calc_found_rows": ("SELECT SQL_CALC_FOUND_ROWS * FROM sh0.d LIMIT 1", "SELECT FOUND_ROWS()", "3"),
+    "xa": ("XA START 'sharing'", "SELECT 1", "1"),
+}
+
+
+def pin(port, item):
+    """Session A holds a pin-list item; session B works meanwhile on the other
+    connection; A must still be on its connection with its state."""
+    a, b = connect(port, "sh0"), connect(port, "sh1")
+    one(a, "SELECT 1"); one(b, "SELECT 1")
+    do, check, want = PINS[item]
+    one(a, do)
+    a_id = one(a, "SELECT CONNECTION_ID()")[0][0]
+    b_ids = set()
+    for _ in range(20):
+        b_ids.add(one(b, "SELECT CONNECTION_ID()")[0][0])
+        time.sleep(0.01)
+    got = str(one(a, check)[0][0])
+    a_id2 = one(a, "SELECT CONNECTION_ID()")[0][0]
+    print(json.dumps({"item": item, "got": got, "want": want, "a_same": a_id == a_id2,
+                      "b_never_on_a": a_id not in b_ids}))
+    try:
+        a.close(); b.close()
+    except Exception:
+        pass
+
+
+def prepared(port):
+    """COM_STMT_PREPARE / EXECUTE over the binary protocol pins (mysql-connector)."""
+    import mysql.connector
+    c = mysql.connector.connect(host="127.0.0.1", port=port, user="sh", password="sh",
+                                ssl_disabled=False, ssl_verify_cert=False, database="sh0")
+    cur = c.cursor(prepared=True)
+    cur.execute("SELECT CONNECTION_ID(), ?", (5,))
+    r1 = cur.fetchall()
+    time.sleep(0.3)
+    cur.execute("SELECT CONNECTION_ID(), ?", (6,))
+    r2 = cur.fetchall()
+    print(json.dumps({"same": r1[0][0] == r2[0][0], "values": [r1[0][1], r2[0][1]]}))
+    c.close()
+
+
+def big(port, mb):
+    """Result sets from 1 row to `mb` MiB through a shared session, checked by hash,
+    while another session keeps taking the connection in between."""
+    import hashlib
+    a, b = connect(port, "sh0"), connect(port, "sh1")
+    out = []
+    for size in [1, 1000, 1 << 20, 16 * (1 << 20) - 5, mb << 20]:
+        r = one(a, f"SELECT REPEAT('x', {size}) AS v, MD5(REPEAT('x', {size}))")[0]
+        ok = len(r[0]) == size and hashlib.md5(r[0].encode()).hexdigest() == r[1]
+        out.append([size, ok])
+        one(b, "SELECT 1")
+    rows = one(a, "SELECT seq FROM seq_1_to_100000")
+    out.append(["rows", len(rows) == 100000 and rows[-1][0] == 100000])
+    print(json.dumps(out))
+    a.close(); b.close()
+
+
+def kill(port, sock):
+    """KILL of a parked connection costs only the session on it."""
+    a, b = connect(port, "sh0"), connect(port, "sh1")
+    one(a, "SET time_zone = '+03:00'"); one(a, "SELECT 1")
+    one(b, "SELECT 1")
+    time.sleep(0.3)
+    m = pymysql.connect(unix_socket=sock, user="root", autocommit=True)
+    ids = [r[0] for r in one(m, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'sh'")]
+    out = {"server_connections_before": len(ids)}
+    for i in ids:
+        one(m, f"KILL {i}")
+    time.sleep(0.3)
+    try:
+        out["a_after"] = list(one(a, "SELECT @@time_zone, DATABASE()")[0])
+    except Exception as e:
+        out["a_after"] = f"{type(e).__name__}: {e}"
+    m.close()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    port = int(sys.argv[2])
+    if cmd == "load":
+        load(port, sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    elif cmd == "diag":
+        diag(port)
+    elif cmd == "pin":
+        pin(port, sys.argv[3])
+    elif cmd == "prepared":
+        prepared(port)
+    elif cmd == "big":
+        big(port, int(sys.argv[3]))
+    elif cmd == "kill":
+        kill(port, sys.argv[3])
