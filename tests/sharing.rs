@@ -53,7 +53,8 @@ fn server() -> &'static MariaDb {
                 "CREATE DATABASE IF NOT EXISTS sh{i}; CREATE TABLE IF NOT EXISTS sh{i}.t (client INT, n INT, KEY (client, n)) ENGINE=InnoDB;"
             ));
         }
-        sql.push_str("CREATE TABLE IF NOT EXISTS sh0.d (v INT); INSERT INTO sh0.d VALUES (1),(2),(3); CREATE TABLE IF NOT EXISTS sh0.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT);");
+        sql.push_str("CREATE TABLE IF NOT EXISTS sh0.d (v INT); INSERT INTO sh0.d VALUES (1),(2),(3); CREATE TABLE IF NOT EXISTS sh0.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT); CREATE TABLE IF NOT EXISTS sh1.d2 (v INT); \
+             CREATE USER IF NOT EXISTS 'shk'@'%' IDENTIFIED BY 'shk'; GRANT ALL ON *.* TO 'shk'@'%';");
         admin(&s, &sql);
         s
     })
@@ -133,4 +134,99 @@ fn two_hundred_sessions_over_few_server_connections() {
     assert_eq!(v["pinned_clients_moved"], 0, "{v}");
     assert!(v["statements"].as_u64().unwrap_or(0) > 2000, "{v}");
     eprintln!("{v}");
+}
+
+/// Two sessions over one server connection (`max_idle_server_connections = 1`): each
+/// one's SHOW WARNINGS, ROW_COUNT(), FOUND_ROWS(), LAST_INSERT_ID(), schema and
+/// sql_mode answer for its own statements although the other ran in between.
+#[test]
+fn diagnostics_answer_for_the_clients_own_last_statement() {
+    let (r, port) = router(1, "");
+    let v = clients(&["diag", &port.to_string()]);
+    let w = |k: &str| v[k].to_string();
+    assert!(
+        w("a_warnings").contains("x1") && !w("a_warnings").contains("zz"),
+        "{v}"
+    );
+    assert!(
+        w("b_warnings").contains("zz") && !w("b_warnings").contains("x1"),
+        "{v}"
+    );
+    assert_eq!(v["a_row_count"], 3, "{v}");
+    assert_eq!(v["a_found_rows"], 3, "{v}");
+    assert_eq!(v["a_row_count_after_select"], -1, "{v}");
+    assert_eq!(v["a_row_count_after_set"], 0, "{v}");
+    assert_eq!(v["a_db"][0], "sh0", "{v}");
+    assert!(w("a_db").contains("ANSI_QUOTES"), "{v}");
+    assert_eq!(v["b_db"][0], "sh1", "{v}");
+    assert!(!w("b_db").contains("ANSI_QUOTES"), "{v}");
+    assert_eq!(v["a_last_insert_id"], v["a_last_insert_id_expected"], "{v}");
+    // The sessions really moved: restored on a connection the other had used.
+    assert!(
+        r.wait_log(
+            "moved to another server connection",
+            std::time::Duration::from_secs(5)
+        ),
+        "no session moved: {}",
+        r.log_text()
+    );
+}
+
+/// Each item of the pin list keeps its session on its server connection, with its
+/// state, while another session of the same account keeps working on another.
+#[test]
+fn the_pin_list_keeps_sessions_on_their_connection() {
+    let (_r, port) = router(2, "");
+    for item in [
+        "user_variable",
+        "temporary_table",
+        "get_lock",
+        "lock_tables",
+        "sql_prepare",
+        "transaction",
+        "autocommit_off",
+        "calc_found_rows",
+        "xa",
+    ] {
+        let v = clients(&["pin", &port.to_string(), item]);
+        assert_eq!(v["got"], v["want"], "{item}: {v}");
+        assert_eq!(v["a_same"], true, "{item}: {v}");
+        assert_eq!(v["b_never_on_a"], true, "{item}: {v}");
+    }
+    // Prepared statements over the binary protocol (COM_STMT_PREPARE / EXECUTE).
+    let v = clients(&["prepared", &port.to_string()]);
+    assert_eq!(v["same"], true, "{v}");
+    assert_eq!(v["values"], serde_json::json!([5, 6]), "{v}");
+}
+
+/// Results of 1 byte to 100 MiB (a row over 16 MiB spans packets) and 100,000 rows
+/// reach the client whole through a shared session that another session interleaves
+/// with on one server connection.
+#[test]
+fn results_from_one_row_to_100_mib_are_never_cut() {
+    let (_r, port) = router(1, "");
+    let v = clients(&["big", &port.to_string(), "100"]);
+    for item in v.as_array().expect("a list") {
+        assert_eq!(item[1], true, "{v}");
+    }
+}
+
+/// KILL of a stashed connection: its owner goes on on another connection with its
+/// state; KILL of a pinned session's connection ends that session only.
+#[test]
+fn kill_costs_only_the_session_on_the_connection() {
+    let s = server();
+    let (_r, port) = router(2, "");
+    let v = clients(&["kill", &port.to_string(), &s.socket.display().to_string()]);
+    assert_eq!(v["distinct"], true, "{v}");
+    assert_eq!(v["a_after_kill"][0][0], "+03:00", "{v}");
+    assert_eq!(v["a_after_kill"][0][1], "sh0", "{v}");
+    assert_eq!(v["a_after_kill"][0][2], v["b_id"], "{v}");
+    assert_eq!(v["b_after"][0][0], "sh1", "{v}");
+    assert!(
+        v["c_after_kill"].is_string(),
+        "the killed session should fail: {v}"
+    );
+    assert_eq!(v["a_after_c"][0][0], "+03:00", "{v}");
+    assert_eq!(v["b_after_c"][0][0], "sh1", "{v}");
 }

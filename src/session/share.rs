@@ -185,6 +185,15 @@ where
                 Unlink,
             }
             let idle = match link.as_mut() {
+                Some(l)
+                    if params.delay.is_zero()
+                        && state.blocked_by().is_none()
+                        && l.sharable()
+                        && cin.buf.is_empty() =>
+                {
+                    // connection_sharing_delay = 0: at once, not after a timer tick.
+                    Idle::Unlink
+                }
                 Some(l) => {
                     let may_unlink =
                         state.blocked_by().is_none() && l.sharable() && cin.buf.is_empty();

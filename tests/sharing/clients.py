@@ -128,9 +128,9 @@ def diag(port):
     out["b_warnings"] = [list(r) for r in one(b, "SHOW WARNINGS")]
     one(b, "SELECT 1")
     # ROW_COUNT after an UPDATE (held), FOUND_ROWS after a result set (restored)
-    one(a, "DELETE FROM sh0.d"); one(a, "INSERT INTO sh0.d VALUES (1),(2),(3)")
+    one(a, "DELETE FROM sh1.d2"); one(a, "INSERT INTO sh1.d2 VALUES (1),(2),(3)")
     out["a_row_count"] = one(a, "SELECT ROW_COUNT()")[0][0]
-    one(a, "SELECT * FROM sh0.d")
+    one(a, "SELECT * FROM sh1.d2")
     a_id = one(b, "SELECT CONNECTION_ID()")[0][0]
     one(b, "SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5")
     out["a_found_rows"] = one(a, "SELECT FOUND_ROWS()")[0][0]
@@ -170,8 +170,8 @@ def pin(port, item):
     a, b = connect(port, "sh0"), connect(port, "sh1")
     one(a, "SELECT 1"); one(b, "SELECT 1")
     do, check, want = PINS[item]
-    one(a, do)
     a_id = one(a, "SELECT CONNECTION_ID()")[0][0]
+    one(a, do)
     b_ids = set()
     for _ in range(20):
         b_ids.add(one(b, "SELECT CONNECTION_ID()")[0][0])
@@ -218,22 +218,36 @@ def big(port, mb):
     a.close(); b.close()
 
 
-def kill(port, sock):
-    """KILL of a parked connection costs only the session on it."""
-    a, b = connect(port, "sh0"), connect(port, "sh1")
-    one(a, "SET time_zone = '+03:00'"); one(a, "SELECT 1")
-    one(b, "SELECT 1")
-    time.sleep(0.3)
-    m = pymysql.connect(unix_socket=sock, user="root", autocommit=True)
-    ids = [r[0] for r in one(m, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'sh'")]
-    out = {"server_connections_before": len(ids)}
-    for i in ids:
-        one(m, f"KILL {i}")
-    time.sleep(0.3)
+def attempt(c, sql):
     try:
-        out["a_after"] = list(one(a, "SELECT @@time_zone, DATABASE()")[0])
+        return [list(r) for r in one(c, sql)]
     except Exception as e:
-        out["a_after"] = f"{type(e).__name__}: {e}"
+        return f"{type(e).__name__}: {e}"
+
+
+def kill(port, sock):
+    """KILL of a parked (stashed) connection costs no session: its owner moves to the
+    other one; KILL of a pinned session's connection costs that session only."""
+    m = pymysql.connect(unix_socket=sock, user="root", autocommit=True)
+    a, b = connect(port, "sh0", "shk", "shk"), connect(port, "sh1", "shk", "shk")
+    c = connect(port, "sh2", "shk", "shk")
+    one(c, "SET @pinned = 1")
+    c_id = one(c, "SELECT CONNECTION_ID()")[0][0]
+    one(a, "SET time_zone = '+03:00'")
+    a_id = one(a, "SELECT CONNECTION_ID()")[0][0]
+    b_id = one(b, "SELECT CONNECTION_ID()")[0][0]
+    out = {"distinct": len({a_id, b_id, c_id}) == 3}
+    time.sleep(0.2)
+    one(m, f"KILL {a_id}")
+    time.sleep(0.3)
+    out["a_after_kill"] = attempt(a, "SELECT @@time_zone, DATABASE(), CONNECTION_ID()")
+    out["b_id"] = b_id
+    out["b_after"] = attempt(b, "SELECT DATABASE()")
+    one(m, f"KILL {c_id}")
+    time.sleep(0.3)
+    out["c_after_kill"] = attempt(c, "SELECT @pinned")
+    out["a_after_c"] = attempt(a, "SELECT @@time_zone, DATABASE()")
+    out["b_after_c"] = attempt(b, "SELECT DATABASE()")
     m.close()
     print(json.dumps(out))
 
