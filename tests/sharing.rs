@@ -230,3 +230,49 @@ fn kill_costs_only_the_session_on_the_connection() {
     assert_eq!(v["a_after_c"][0][0], "+03:00", "{v}");
     assert_eq!(v["b_after_c"][0][0], "sh1", "{v}");
 }
+
+/// MySQL 9.7 (caching_sha2_password over TLS, COM_RESET_CONNECTION and the restore
+/// statements on MySQL): two PyMySQL sessions over one server connection keep their
+/// own schema, time zone, sql_mode, character set and FOUND_ROWS(); the 9.7 CLI (query
+/// attributes) works through a sharing route.
+#[test]
+fn mysql97_sessions_share_and_keep_their_state() {
+    use common::mysql97;
+    let srv = mysql97::shared();
+    srv.admin("CREATE DATABASE IF NOT EXISTS sh97a; CREATE DATABASE IF NOT EXISTS sh97b;");
+    let (c, k) = cert();
+    let port = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 1\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = PREFERRED\nconnection_sharing = 1\nconnection_sharing_delay = 0\n",
+        srv.addr()
+    );
+    let r = Router::start_with(&body, &[port], "debug", &[]);
+    let v = clients(&["mysql97", &port.to_string()]);
+    for round in v["rounds"].as_array().expect("rounds") {
+        assert_eq!(
+            round[0],
+            serde_json::json!([3, "sh97a", "+05:00", "ANSI_QUOTES", "utf8mb4"]),
+            "{v}"
+        );
+        assert_eq!(
+            round[1],
+            serde_json::json!(["sh97b", "SYSTEM", "latin1"]),
+            "{v}"
+        );
+    }
+    assert!(
+        r.wait_log(
+            "moved to another server connection",
+            std::time::Duration::from_secs(5)
+        ),
+        "no session moved: {}",
+        r.log_text()
+    );
+    let out = mysql97::cli(
+        port,
+        &["--ssl-mode=REQUIRED"],
+        "USE sh97a; SET time_zone = '+06:00'; SELECT DATABASE(), @@time_zone; SELECT 1 UNION SELECT 2; SELECT FOUND_ROWS()",
+    );
+    let text = mysql97::cli_result(&out).expect("the 9.7 CLI through a sharing route");
+    assert_eq!(text, "sh97a\t+06:00\n1\n2\n2\n", "{text}");
+}

@@ -252,6 +252,24 @@ def kill(port, sock):
     print(json.dumps(out))
 
 
+def mysql97(port):
+    """MySQL 9.7, caching_sha2 over TLS: two sessions over one server connection, each
+    one's schema, time zone, sql_mode, character set and FOUND_ROWS() restored."""
+    a = connect(port, "sh97a", "sha2", "sha2pw")
+    b = connect(port, "sh97b", "sha2", "sha2pw")
+    one(a, "SET time_zone = '+05:00', sql_mode = 'ANSI_QUOTES'")
+    one(b, "SET NAMES latin1")
+    out = {"rounds": [], "a_ids": [], "b_ids": []}
+    for k in range(5):
+        one(a, "SELECT 1 UNION SELECT 2 UNION SELECT 3")
+        rb = one(b, "SELECT DATABASE(), @@time_zone, @@character_set_client, CONNECTION_ID()")[0]
+        ra = one(a, "SELECT FOUND_ROWS(), DATABASE(), @@time_zone, @@sql_mode, @@character_set_client, CONNECTION_ID()")[0]
+        out["rounds"].append([list(ra[:5]), list(rb[:3])])
+        out["a_ids"].append(ra[5]); out["b_ids"].append(rb[3])
+    a.close(); b.close()
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -265,5 +283,7 @@ if __name__ == "__main__":
         prepared(port)
     elif cmd == "big":
         big(port, int(sys.argv[3]))
+    elif cmd == "mysql97":
+        mysql97(port)
     elif cmd == "kill":
         kill(port, sys.argv[3])
