@@ -276,3 +276,55 @@ fn mysql97_sessions_share_and_keep_their_state() {
     let text = mysql97::cli_result(&out).expect("the 9.7 CLI through a sharing route");
     assert_eq!(text, "sh97a\t+06:00\n1\n2\n2\n", "{text}");
 }
+
+/// SIGKILL of a whole server: the sessions on it get an error at their next statement
+/// (no hang), the sessions of another route's server keep their state, the router lives.
+#[test]
+fn a_killed_server_costs_only_its_sessions() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut dead = MariaDb::start();
+    let setup = "CREATE USER IF NOT EXISTS 'sh'@'%' IDENTIFIED BY 'sh'; GRANT ALL ON *.* TO 'sh'@'%'; CREATE DATABASE IF NOT EXISTS sh0;";
+    admin(&dead, setup);
+    let live = server();
+    let (c, k) = cert();
+    let (pa, pb) = (free_port(), free_port());
+    let route = |name: &str, port: u16, dest: String| {
+        format!("[routing:{name}]\nbind_port = {port}\ndestinations = {dest}\nrouting_strategy = first-available\nclient_ssl_mode = REQUIRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\nconnect_timeout = 3\n\n")
+    };
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 2\n\n{}{}",
+        route("a", pa, dead.addr()),
+        route("b", pb, live.addr())
+    );
+    let mut r = Router::start_with(&body, &[pa, pb], "debug", &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sharing/clients.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .args([script, "servers", &pa.to_string(), &pb.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    assert_eq!(ready, "ready");
+    dead.kill();
+    let _ = writeln!(child.stdin.as_mut().expect("stdin"));
+    let line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    let _ = child.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    for a in v["a"].as_array().expect("a") {
+        assert!(
+            a.is_string(),
+            "a session on the killed server answered: {v}"
+        );
+    }
+    assert!(v["a_seconds"].as_f64().unwrap_or(99.0) < 15.0, "{v}");
+    for (i, b) in v["b"].as_array().expect("b").iter().enumerate() {
+        assert_eq!(b[0][0], format!("+0{}:00", i + 3), "{v}\n{}", r.log_text());
+        assert_eq!(b[0][1], "sh1", "{v}");
+    }
+    assert_eq!(v["b_pinned"][0][0], 7, "{v}");
+    assert!(v["new_a"].is_string() && v["new_a"] != "connected", "{v}");
+    assert!(r.is_running(), "the router died");
+}

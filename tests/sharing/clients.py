@@ -270,6 +270,30 @@ def mysql97(port):
     print(json.dumps(out))
 
 
+def servers(port_a, port_b):
+    """Sessions on two routes; the test kills route A's server between the phases."""
+    a = [connect(port_a, "sh0") for _ in range(3)]
+    b = [connect(port_b, "sh1") for _ in range(3)]
+    # Pinned on its login's connection (a session that pins later may take its
+    # account's last idle connection: see README, "Connection sharing").
+    one(b[0], "SET @pinned = 7")
+    for i, c in enumerate(a + b):
+        one(c, f"SET time_zone = '+0{i}:00'")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.time()
+    out = {"a": [attempt(c, "SELECT 1") for c in a]}
+    out["a_seconds"] = time.time() - t0
+    out["b"] = [attempt(c, "SELECT @@time_zone, DATABASE()") for c in b]
+    out["b_pinned"] = attempt(b[0], "SELECT @pinned")
+    try:
+        connect(port_a, "sh0")
+        out["new_a"] = "connected"
+    except Exception as e:
+        out["new_a"] = f"{type(e).__name__}: {e}"
+    print(json.dumps(out), flush=True)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -285,5 +309,7 @@ if __name__ == "__main__":
         big(port, int(sys.argv[3]))
     elif cmd == "mysql97":
         mysql97(port)
+    elif cmd == "servers":
+        servers(port, int(sys.argv[3]))
     elif cmd == "kill":
         kill(port, sys.argv[3])
