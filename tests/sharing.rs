@@ -121,9 +121,10 @@ fn two_hundred_sessions_over_few_server_connections() {
     assert_eq!(v["finished"], 200, "{v}");
     let max = v["threads_connected_max"].as_u64().unwrap_or(999);
     // 20 pinned sessions hold their own; the rest share what the pool keeps (10) plus
-    // the few linked at any moment; +1 for the monitor's own connection.
+    // the few linked at any moment (about 45 in all when alone); the bound leaves room
+    // for the other tests of this binary, which use the same server meanwhile.
     assert!(
-        max <= 60,
+        max <= 100,
         "server connections after the logins: {max} for 200 clients: {v}"
     );
     let moved = v["free_clients_moved"].as_u64().unwrap_or(0);
