@@ -54,7 +54,8 @@ fn server() -> &'static MariaDb {
             ));
         }
         sql.push_str("CREATE TABLE IF NOT EXISTS sh0.d (v INT); INSERT INTO sh0.d VALUES (1),(2),(3); CREATE TABLE IF NOT EXISTS sh0.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT); CREATE TABLE IF NOT EXISTS sh1.d2 (v INT); \
-             CREATE USER IF NOT EXISTS 'shk'@'%' IDENTIFIED BY 'shk'; GRANT ALL ON *.* TO 'shk'@'%';");
+             CREATE USER IF NOT EXISTS 'shk'@'%' IDENTIFIED BY 'shk'; GRANT ALL ON *.* TO 'shk'@'%'; \
+             CREATE USER IF NOT EXISTS 'shl'@'%' IDENTIFIED BY 'shl'; GRANT ALL ON *.* TO 'shl'@'%';");
         admin(&s, &sql);
         s
     })
@@ -78,10 +79,17 @@ fn admin(s: &MariaDb, sql: &str) -> String {
 /// A sharing route (TLS on the client hop, plain server hop, one I/O thread so that
 /// every session meets the same pool).
 fn router(max_idle: u32, extra: &str) -> (Router, u16) {
+    router_with(
+        &format!("max_idle_server_connections = {max_idle}\nidle_timeout = 5"),
+        extra,
+    )
+}
+
+fn router_with(pool: &str, extra: &str) -> (Router, u16) {
     let (c, k) = cert();
     let port = free_port();
     let body = format!(
-        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = {max_idle}\nidle_timeout = 5\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = REQUIRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\nconnect_timeout = 10\n{extra}",
+        "[io]\nthreads = 1\n\n[connection_pool]\n{pool}\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = REQUIRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\nconnect_timeout = 10\n{extra}",
         server().addr()
     );
     (Router::start_with(&body, &[port], "debug", &[]), port)
@@ -328,4 +336,32 @@ fn a_killed_server_costs_only_its_sessions() {
     assert_eq!(v["b_pinned"][0][0], 7, "{v}");
     assert!(v["new_a"].is_string() && v["new_a"] != "connected", "{v}");
     assert!(r.is_running(), "the router died");
+}
+
+/// Pool bound, idle_timeout and the route's max_connections together: 30 sessions (the
+/// route's limit; the 31st gets MySQL Router's 1040) settle on at most 3 server
+/// connections; idle_timeout does not take the connections unlinked sessions need; every
+/// session then works with its own state; when they quit, the idle connections time out.
+#[test]
+fn pool_limit_idle_timeout_and_max_connections() {
+    let s = server();
+    let (_r, port) = router_with(
+        "max_idle_server_connections = 3\nidle_timeout = 2",
+        "max_connections = 30\n",
+    );
+    let v = clients(&["limits", &port.to_string(), &s.socket.display().to_string()]);
+    assert_eq!(v["accepted"], 30, "{v}");
+    let over = v["over_limit"].as_str().unwrap_or_default();
+    assert!(
+        over.contains("1040") && over.contains("Too many connections"),
+        "{v}"
+    );
+    let idle = v["idle"].as_u64().unwrap_or(99);
+    assert!((1..=3).contains(&idle), "{v}");
+    let kept = v["idle_after_timeout"].as_u64().unwrap_or(99);
+    assert!((1..=3).contains(&kept), "{v}");
+    assert_eq!(v["states_ok"], 30, "{v}");
+    assert!(v["busy_max"].as_u64().unwrap_or(99) <= 3, "{v}");
+    assert_eq!(v["after_quit_and_timeout"], 0, "{v}");
+    assert_eq!(v["reconnect"], 1, "{v}");
 }

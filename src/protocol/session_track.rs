@@ -19,11 +19,11 @@ pub struct OkFields {
 }
 
 /// Reads an OK packet's (`0x00`, or `0xFE` ending a result set with DEPRECATE_EOF)
-/// counters, or a classic EOF's (`0xFE`, payload < 9 bytes) warnings and status.
+/// counters, or a classic EOF's (`0xFE`, 5-byte payload) warnings and status.
 /// `payload` may be only the packet's head (the first 23 bytes suffice).
 pub fn ok_fields(payload: &[u8]) -> Option<OkFields> {
     match payload.first()? {
-        0xFE if payload.len() < 9 => Some(OkFields {
+        0xFE if payload.len() < 7 => Some(OkFields {
             warnings: u16::from_le_bytes([*payload.get(1)?, *payload.get(2)?]),
             status: u16::from_le_bytes([*payload.get(3)?, *payload.get(4)?]),
             ..OkFields::default()
@@ -75,7 +75,7 @@ fn lenenc_str(b: &[u8]) -> Option<(&[u8], usize)> {
 /// `caps`: `Some(vec![])` when the packet carries none, `None` when it is malformed.
 pub fn ok_session_state(payload: &[u8], caps: u64) -> Option<Vec<Change>> {
     let f = ok_fields(payload)?;
-    if payload.first() == Some(&0xFE) && payload.len() < 9 {
+    if payload.first() == Some(&0xFE) && payload.len() < 7 {
         return Some(Vec::new());
     }
     if caps & flag::SESSION_TRACK == 0 {

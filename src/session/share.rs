@@ -49,15 +49,14 @@ use tokio::net::TcpStream;
 
 use super::pool::Key;
 use super::pooled::{self, Parked};
-use super::share_state::{self, Effect, ShareState, MAX_RESTORED_ROWS};
+use super::share_state::{self, Effect, ShareState};
 use super::stream::MaybeTls;
 use super::terminate::Session;
 use crate::protocol::caps::{flag, status, Caps};
 use crate::protocol::errors;
 use crate::protocol::exchange::Exchange;
-use crate::protocol::frame::{lenenc_int, Packet, MAX_PAYLOAD};
+use crate::protocol::frame::{Packet, MAX_PAYLOAD};
 use crate::protocol::response::{Outcome, ResponseTracker, Turn};
-use crate::protocol::session_track::ok_fields;
 use crate::relay::Counts;
 
 /// Session ids of shared sessions (owners of stashed connections).
@@ -352,7 +351,7 @@ where
         let outcome = l.ex.last_outcome();
         let ok = !matches!(outcome, Some(Outcome::Err));
         state.apply(effect, ok);
-        judge_response(&mut state, l, is_query, outcome);
+        share_state::judge(&mut state, is_query, outcome, l.ex.response(), l.ex.caps());
         if l.ex.server_spoke_unasked() {
             break End::Closed;
         }
@@ -385,70 +384,6 @@ async fn forward_client(l: &mut Link, bytes: &[u8], counts: &mut Counts) -> std:
     l.server.flush().await?;
     counts.up += bytes.len() as u64;
     Ok(())
-}
-
-/// After a complete response: what it leaves that another connection could not
-/// answer for (held until the next response), and the row count to restore.
-fn judge_response(state: &mut ShareState, l: &Link, is_query: bool, outcome: Option<Outcome>) {
-    let shape = l.ex.response();
-    if matches!(outcome, Some(Outcome::Err)) {
-        state.hold = Some("an error (SHOW ERRORS)");
-        state.last_rows = None;
-        return;
-    }
-    if !is_query {
-        // COM_PING, COM_INIT_DB, ...: the diagnostics of the last statement stay.
-        if state.hold == Some("the login") {
-            state.hold = None;
-        }
-        return;
-    }
-    state.hold = None;
-    state.last_rows = None;
-    let (Some(first), Some(last)) = (shape.first, shape.last) else {
-        state.hold = Some("a response the router did not see");
-        return;
-    };
-    match first.first_byte() {
-        Some(0x00) => {
-            let Some(f) = ok_fields(first.head()) else {
-                state.hold = Some("an unreadable OK");
-                return;
-            };
-            if f.last_insert_id != 0 {
-                state.pinned = state.pinned.or(Some("LAST_INSERT_ID"));
-            }
-            if f.warnings > 0 {
-                state.hold = Some("warnings (SHOW WARNINGS)");
-            } else if f.affected_rows > 0 {
-                state.hold = Some("affected rows (ROW_COUNT())");
-            }
-            if f.status & status::MORE_RESULTS_EXISTS != 0 {
-                state.hold = Some("more results");
-            }
-        }
-        Some(0xFB) => state.hold = Some("LOCAL INFILE"),
-        Some(_) => {
-            let caps = l.ex.caps();
-            let f = ok_fields(last.head());
-            let cols = lenenc_int(first.head()).map(|(c, _)| c);
-            let eof = if caps.has(flag::DEPRECATE_EOF) { 0 } else { 1 };
-            let rows = cols.and_then(|c| shape.messages.checked_sub(1 + c + eof + 1));
-            match (f, rows) {
-                (Some(f), _) if f.warnings > 0 => state.hold = Some("warnings (SHOW WARNINGS)"),
-                (Some(f), _) if f.status & status::MORE_RESULTS_EXISTS != 0 => {
-                    state.hold = Some("more results")
-                }
-                (Some(_), Some(r))
-                    if r <= MAX_RESTORED_ROWS && !caps.has(flag::OPTIONAL_RESULTSET_METADATA) =>
-                {
-                    state.last_rows = Some(r)
-                }
-                _ => state.hold = Some("a result set the router does not restore"),
-            }
-        }
-        None => state.hold = Some("an empty response"),
-    }
 }
 
 /// A parked connection for the session: its own as it is, or another of its

@@ -38,8 +38,11 @@
 //! (`IN_TRANS`), autocommit off and an unfinished response are checked on the status
 //! flags by the caller, per response.
 
-use crate::protocol::caps::flag;
+use crate::protocol::caps::{flag, status, Caps};
+use crate::protocol::exchange::ResponseShape;
 use crate::protocol::frame::lenenc_int;
+use crate::protocol::response::Outcome;
+use crate::protocol::session_track::ok_fields;
 
 /// Why a session stays on its server connection for good.
 pub type Pin = &'static str;
@@ -140,6 +143,74 @@ impl ShareState {
             sql.push_str(s);
         }
         sql
+    }
+}
+
+/// After a complete response: what it leaves that another connection could not
+/// answer for (held until the next response), and the row count to restore.
+pub fn judge(
+    state: &mut ShareState,
+    is_query: bool,
+    outcome: Option<Outcome>,
+    shape: ResponseShape,
+    caps: Caps,
+) {
+    if matches!(outcome, Some(Outcome::Err)) {
+        state.hold = Some("an error (SHOW ERRORS)");
+        state.last_rows = None;
+        return;
+    }
+    if !is_query {
+        // COM_PING, COM_INIT_DB, ...: the diagnostics of the last statement stay.
+        if state.hold == Some("the login") {
+            state.hold = None;
+        }
+        return;
+    }
+    state.hold = None;
+    state.last_rows = None;
+    let (Some(first), Some(last)) = (shape.first, shape.last) else {
+        state.hold = Some("a response the router did not see");
+        return;
+    };
+    match first.first_byte() {
+        Some(0x00) => {
+            let Some(f) = ok_fields(first.head()) else {
+                state.hold = Some("an unreadable OK");
+                return;
+            };
+            if f.last_insert_id != 0 {
+                state.pinned = state.pinned.or(Some("LAST_INSERT_ID"));
+            }
+            if f.warnings > 0 {
+                state.hold = Some("warnings (SHOW WARNINGS)");
+            } else if f.affected_rows > 0 {
+                state.hold = Some("affected rows (ROW_COUNT())");
+            }
+            if f.status & status::MORE_RESULTS_EXISTS != 0 {
+                state.hold = Some("more results");
+            }
+        }
+        Some(0xFB) => state.hold = Some("LOCAL INFILE"),
+        Some(_) => {
+            let f = ok_fields(last.head());
+            let cols = lenenc_int(first.head()).map(|(c, _)| c);
+            let eof = if caps.has(flag::DEPRECATE_EOF) { 0 } else { 1 };
+            let rows = cols.and_then(|c| shape.messages.checked_sub(1 + c + eof + 1));
+            match (f, rows) {
+                (Some(f), _) if f.warnings > 0 => state.hold = Some("warnings (SHOW WARNINGS)"),
+                (Some(f), _) if f.status & status::MORE_RESULTS_EXISTS != 0 => {
+                    state.hold = Some("more results")
+                }
+                (Some(_), Some(r))
+                    if r <= MAX_RESTORED_ROWS && !caps.has(flag::OPTIONAL_RESULTSET_METADATA) =>
+                {
+                    state.last_rows = Some(r)
+                }
+                _ => state.hold = Some("a result set the router does not restore"),
+            }
+        }
+        None => state.hold = Some("an empty response"),
     }
 }
 
@@ -666,6 +737,80 @@ mod tests {
             (s.blocked_by(), s.sets.len(), s.schema.as_slice()),
             (None, 0, &b"db"[..])
         );
+    }
+
+    fn shape(first: &[u8], last: &[u8], messages: u64) -> ResponseShape {
+        use crate::protocol::frame::Packet;
+        ResponseShape {
+            first: Some(Packet::from_payload(1, first, true)),
+            last: Some(Packet::from_payload(9, last, true)),
+            messages,
+        }
+    }
+
+    #[test]
+    fn responses_hold_pin_or_leave_rows_to_restore() {
+        let ok = Some(Outcome::Ok {
+            status: status::AUTOCOMMIT,
+        });
+        let deprecate = Caps(flag::PROTOCOL_41 | flag::DEPRECATE_EOF);
+        let classic = Caps(flag::PROTOCOL_41);
+        let mut s = ShareState::new(Vec::new(), 45);
+        s.hold = Some("the login");
+        // A COM_PING after the login releases it; it keeps earlier diagnostics.
+        judge(&mut s, false, ok, ResponseShape::default(), deprecate);
+        assert_eq!(s.blocked_by(), None);
+        // OK with 2 affected rows: held; then a plain OK: free again.
+        let ok2 = [0x00, 2, 0, 0x02, 0, 0, 0];
+        judge(&mut s, true, ok, shape(&ok2, &ok2, 1), deprecate);
+        assert_eq!(s.hold, Some("affected rows (ROW_COUNT())"));
+        let ok0 = [0x00, 0, 0, 0x02, 0, 0, 0];
+        judge(&mut s, true, ok, shape(&ok0, &ok0, 1), deprecate);
+        assert_eq!((s.blocked_by(), s.last_rows), (None, None));
+        // Warnings on an OK: held.
+        let okw = [0x00, 0, 0, 0x02, 0, 1, 0];
+        judge(&mut s, true, ok, shape(&okw, &okw, 1), deprecate);
+        assert_eq!(s.hold, Some("warnings (SHOW WARNINGS)"));
+        // A result set: 1 column, (EOF), 3 rows, EOF — rows counted with and without
+        // DEPRECATE_EOF.
+        let eof = [0xFE, 0, 0, 0x02, 0];
+        judge(
+            &mut s,
+            true,
+            ok,
+            shape(&[1], &eof, 1 + 1 + 1 + 3 + 1),
+            classic,
+        );
+        assert_eq!((s.blocked_by(), s.last_rows), (None, Some(3)));
+        let ok_eof = [0xFE, 0, 0, 0x02, 0, 0, 0];
+        judge(
+            &mut s,
+            true,
+            ok,
+            shape(&[2], &ok_eof, 1 + 2 + 5 + 1),
+            deprecate,
+        );
+        assert_eq!(s.last_rows, Some(5));
+        // A result set with warnings: held (classic EOF and OK-as-EOF).
+        let eofw = [0xFE, 3, 0, 0x02, 0];
+        judge(&mut s, true, ok, shape(&[1], &eofw, 4), classic);
+        assert_eq!(s.hold, Some("warnings (SHOW WARNINGS)"));
+        judge(&mut s, true, ok, shape(&ok0, &ok0, 1), deprecate);
+        let ok_eofw = [0xFE, 0, 0, 0x02, 0, 1, 0];
+        judge(&mut s, true, ok, shape(&[1], &ok_eofw, 3), deprecate);
+        assert_eq!(s.hold, Some("warnings (SHOW WARNINGS)"));
+        // An ERR: held; an insert id: pinned for good.
+        judge(
+            &mut s,
+            true,
+            Some(Outcome::Err),
+            shape(&[0xFF], &[0xFF], 1),
+            deprecate,
+        );
+        assert_eq!(s.hold, Some("an error (SHOW ERRORS)"));
+        let oki = [0x00, 1, 7, 0x02, 0, 0, 0];
+        judge(&mut s, true, ok, shape(&oki, &oki, 1), deprecate);
+        assert_eq!(s.pinned, Some("LAST_INSERT_ID"));
     }
 
     #[test]

@@ -294,6 +294,43 @@ def servers(port_a, port_b):
     print(json.dumps(out), flush=True)
 
 
+def limits(port, sock):
+    """max_connections = 30, max_idle_server_connections = 3, idle_timeout = 2 (account
+    shl): what the client and the server see."""
+    m = pymysql.connect(unix_socket=sock, user="root", autocommit=True)
+    count = lambda: one(m, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'shl'")[0][0]
+    cs = []
+    for i in range(30):
+        c = connect(port, "sh0", "shl", "shl")
+        one(c, f"SET time_zone = '+00:{i:02d}'")
+        cs.append(c)
+    out = {"accepted": len(cs)}
+    try:
+        connect(port, "sh0", "shl", "shl")
+        out["over_limit"] = "connected"
+    except Exception as e:
+        out["over_limit"] = f"{type(e).__name__}: {e}"
+    time.sleep(0.5)
+    out["idle"] = count()
+    time.sleep(3)
+    out["idle_after_timeout"] = count()
+    ok = 0
+    for i, c in enumerate(cs):
+        if one(c, "SELECT @@time_zone")[0][0] == f"+00:{i:02d}":
+            ok += 1
+    out["states_ok"] = ok
+    out["busy_max"] = count()
+    for c in cs:
+        c.close()
+    time.sleep(3.5)
+    out["after_quit_and_timeout"] = count()
+    c = connect(port, "sh0", "shl", "shl")
+    out["reconnect"] = one(c, "SELECT 1")[0][0]
+    c.close()
+    m.close()
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -309,6 +346,8 @@ if __name__ == "__main__":
         big(port, int(sys.argv[3]))
     elif cmd == "mysql97":
         mysql97(port)
+    elif cmd == "limits":
+        limits(port, sys.argv[3])
     elif cmd == "servers":
         servers(port, int(sys.argv[3]))
     elif cmd == "kill":
