@@ -352,8 +352,9 @@ fn pool_limit_idle_timeout_and_max_connections() {
     let v = clients(&["limits", &port.to_string(), &s.socket.display().to_string()]);
     assert_eq!(v["accepted"], 30, "{v}");
     let over = v["over_limit"].as_str().unwrap_or_default();
+    // MySQL Router's packet has no SQL state; PyMySQL cuts 5 characters as if it had.
     assert!(
-        over.contains("1040") && over.contains("Too many connections"),
+        over.contains("1040") && over.contains("connections to MySQL Router"),
         "{v}"
     );
     let idle = v["idle"].as_u64().unwrap_or(99);
