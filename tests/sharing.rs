@@ -366,3 +366,14 @@ fn pool_limit_idle_timeout_and_max_connections() {
     assert_eq!(v["after_quit_and_timeout"], 0, "{v}");
     assert_eq!(v["reconnect"], 1, "{v}");
 }
+
+/// COM_CHANGE_USER on a shared route: the session is never shared again and its
+/// connection, logged in as the other account, never serves a session of the first
+/// account (sessions check CURRENT_USER() before and after it quits).
+#[test]
+fn a_changed_user_never_leaks_to_the_first_account() {
+    let (_r, port) = router(1, "");
+    let v = clients(&["change_user", &port.to_string()]);
+    assert_eq!(v["changed"], serde_json::json!(["sh@%", "shk@%"]), "{v}");
+    assert_eq!(v["after"], serde_json::json!(["sh@%"]), "{v}");
+}

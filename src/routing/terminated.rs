@@ -99,7 +99,9 @@ impl Route {
                 counts.up += rest.up;
                 counts.down += rest.down;
                 if let Some(server) = reusable {
-                    pooled::park(session.key, server, session.greeting, session.user).await;
+                    // Untagged: the client may have changed user (COM_CHANGE_USER) on it; only
+                    // new logins take it, never a shared session (see session::share).
+                    pooled::park(session.key, server, session.greeting, Vec::new()).await;
                 }
                 return Ok(counts);
             }

@@ -260,22 +260,22 @@ where
         // 3. A server connection.
         if link.is_none() {
             match relink(&key, &account, id, caps, &state, params.wait).await {
-                Some(l) => {
+                Ok(l) => {
                     link = Some(l);
                     pooled::demand(&key, &account, -1);
                     unlinked = false;
                 }
-                None => {
+                Err(why) => {
                     let e = errors::classic_error41(
                         1,
                         CR_SERVER_LOST,
                         "HY000",
-                        "Lost connection to MySQL server during query (connection sharing: no server connection of this account became free)",
+                        &format!("Lost connection to MySQL server during query (connection sharing: {why})"),
                     );
                     let _ = client.write_all(&e).await;
                     let _ = client.flush().await;
                     counts.down += e.len() as u64;
-                    tracing::warn!(target: "routing", "connection sharing: no idle server connection to '{}' for session {id} within {:?}; closing it", key.destination, params.wait);
+                    tracing::warn!(target: "routing", "connection sharing: session {id} to '{}' closed: {why}", key.destination);
                     break End::Closed;
                 }
             }
@@ -363,6 +363,13 @@ where
     match (end, link) {
         (End::Quit, Some(l)) if l.sharable() => {
             let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+            // After COM_CHANGE_USER the connection is not the login account's: park it
+            // untagged (new clients log in on it; no shared session takes it).
+            let account = if state.user_changed {
+                Vec::new()
+            } else {
+                account
+            };
             pooled::park(key, l.server, l.greeting, account).await;
         }
         (_, Some(mut l)) => {
@@ -387,7 +394,8 @@ async fn forward_client(l: &mut Link, bytes: &[u8], counts: &mut Counts) -> std:
 }
 
 /// A parked connection for the session: its own as it is, or another of its
-/// account, reset and restored (up to three tries).
+/// account, reset and restored (up to three tries when connections fail); `Err`
+/// says why the session cannot go on.
 async fn relink(
     key: &Key,
     account: &[u8],
@@ -395,24 +403,32 @@ async fn relink(
     caps: u64,
     state: &ShareState,
     wait: Duration,
-) -> Option<Link> {
+) -> Result<Link, String> {
     for _ in 0..3 {
-        let (mut parked, own) = pooled::wait_for(key, account, id, wait).await?;
+        let Some((mut parked, own)) = pooled::wait_for(key, account, id, wait).await else {
+            return Err(format!(
+                "no server connection of this account became free within {} s",
+                wait.as_secs()
+            ));
+        };
         if own {
             tracing::debug!(target: "routing", "connection sharing: session {id} took its own server connection back");
-            return Some(Link::new(parked.server, parked.greeting, caps));
+            return Ok(Link::new(parked.server, parked.greeting, caps));
         }
-        match tokio::time::timeout(
-            wait.max(Duration::from_secs(1)),
-            restore(&mut parked.server, caps, state),
-        )
-        .await
-        {
+        let limit = wait.max(Duration::from_secs(1));
+        match tokio::time::timeout(limit, restore(&mut parked.server, caps, state)).await {
             Ok(Ok(())) => {
                 tracing::debug!(target: "routing", "connection sharing: session {id} moved to another server connection to '{}'", key.destination);
-                return Some(Link::new(parked.server, parked.greeting, caps));
+                return Ok(Link::new(parked.server, parked.greeting, caps));
             }
-            Ok(Err(why)) => {
+            Ok(Err(Restore::Refused(why))) => {
+                // The server refused the session's state (its schema was dropped, a
+                // variable's value is no longer accepted): the connection is fine,
+                // reset, and goes back; the session cannot be restored anywhere.
+                pooled::stash(key.clone(), Parked { owner: 0, ..parked });
+                return Err(format!("the session could not be restored: {why}"));
+            }
+            Ok(Err(Restore::Failed(why))) => {
                 tracing::info!(target: "routing", "connection sharing: restoring session {id} on a server connection to '{}' failed ({why}); trying another", key.destination);
             }
             Err(_) => {
@@ -422,7 +438,15 @@ async fn relink(
         let mut s = parked.server;
         let _ = s.shutdown().await;
     }
-    None
+    Err("restoring the session failed on three server connections".into())
+}
+
+/// Why a restore did not complete.
+enum Restore {
+    /// The server answered a restore step with an error.
+    Refused(String),
+    /// The connection failed (I/O, protocol).
+    Failed(String),
 }
 
 /// Resets a connection of the same account and restores the session's state on it.
@@ -430,7 +454,7 @@ async fn restore(
     server: &mut MaybeTls<TcpStream>,
     caps: u64,
     state: &ShareState,
-) -> Result<(), String> {
+) -> Result<(), Restore> {
     command(server, caps, &[0x1f]).await?;
     if !state.schema.is_empty() {
         let mut p = vec![0x02];
@@ -457,38 +481,36 @@ async fn command(
     server: &mut MaybeTls<TcpStream>,
     caps: u64,
     payload: &[u8],
-) -> Result<(), String> {
+) -> Result<(), Restore> {
+    let io = |e: std::io::Error| Restore::Failed(e.to_string());
     let mut pkt = crate::protocol::frame::header(payload.len(), 0).to_vec();
     pkt.extend_from_slice(payload);
-    server.write_all(&pkt).await.map_err(|e| e.to_string())?;
-    server.flush().await.map_err(|e| e.to_string())?;
+    server.write_all(&pkt).await.map_err(io)?;
+    server.flush().await.map_err(io)?;
     let mut t = ResponseTracker::start(&Packet::from_payload(0, payload, true), Caps(caps))
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| Restore::Failed(format!("{e:?}")))?;
     let mut buf = Vec::new();
     loop {
         if let Turn::Done(o) = t.turn() {
             return match o {
                 Outcome::Ok { .. } => Ok(()),
-                Outcome::Err => Err(format!("the server answered {}", err_text(&buf))),
-                _ => Err("unexpected response".into()),
+                Outcome::Err => Err(Restore::Refused(format!(
+                    "the server answered {}",
+                    err_text(&buf)
+                ))),
+                _ => Err(Restore::Failed("unexpected response".into())),
             };
         }
         let mut hdr = [0u8; 4];
-        server
-            .read_exact(&mut hdr)
-            .await
-            .map_err(|e| e.to_string())?;
+        server.read_exact(&mut hdr).await.map_err(io)?;
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
         if len >= MAX_PAYLOAD {
-            return Err("a packet too large".into());
+            return Err(Restore::Failed("a packet too large".into()));
         }
         buf.resize(len, 0);
-        server
-            .read_exact(&mut buf)
-            .await
-            .map_err(|e| e.to_string())?;
+        server.read_exact(&mut buf).await.map_err(io)?;
         t.server_packet(&Packet::from_payload(hdr[3], &buf, true))
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| Restore::Failed(format!("{e:?}")))?;
     }
 }
 

@@ -33,7 +33,8 @@
 //! statement whose first word is not in the known list, a command larger than one
 //! packet, query attributes with parameters; and from the command — every prepared
 //! statement command (`COM_STMT_*`), COM_CHANGE_USER, COM_SET_OPTION, unknown
-//! commands; and from the response — an OK reporting a last insert id
+//! commands (COM_CHANGE_USER for good, even after a reset: the connection may be
+//! another account's now); and from the response — an OK reporting a last insert id
 //! (`LAST_INSERT_ID()` keeps answering on the same connection). An open transaction
 //! (`IN_TRANS`), autocommit off and an unfinished response are checked on the status
 //! flags by the caller, per response.
@@ -62,6 +63,9 @@ pub enum Effect {
     Set(Vec<(String, String)>),
     /// COM_RESET_CONNECTION: on OK the session is back to its login state.
     Reset,
+    /// COM_CHANGE_USER: the connection may now be logged in as another account; the
+    /// session is never shared again (not even after a reset).
+    ChangeUser,
 }
 
 /// Result sets up to this many rows have their `FOUND_ROWS()` restored.
@@ -82,6 +86,8 @@ pub struct ShareState {
     pub hold: Option<Hold>,
     /// Rows of the last response when it was a result set.
     pub last_rows: Option<u64>,
+    /// The client sent COM_CHANGE_USER: its connection is not of the login's account.
+    pub user_changed: bool,
     login_schema: Vec<u8>,
 }
 
@@ -100,6 +106,7 @@ impl ShareState {
         match effect {
             Effect::None => {}
             Effect::Pin(why) => self.pinned = self.pinned.or(Some(why)),
+            Effect::ChangeUser => self.user_changed = true,
             Effect::Schema(s) if ok => self.schema = s,
             Effect::Set(list) if ok => {
                 for (k, sql) in list {
@@ -129,6 +136,9 @@ impl ShareState {
 
     /// Why the session cannot leave its connection now, if it cannot.
     pub fn blocked_by(&self) -> Option<&'static str> {
+        if self.user_changed {
+            return Some("COM_CHANGE_USER");
+        }
         self.pinned.or(self.hold)
     }
 
@@ -251,7 +261,7 @@ pub fn classify(payload: &[u8], whole: bool, caps: u64) -> Effect {
         0x02 => Effect::Schema(rest.to_vec()),
         0x0e | 0x09 | 0x04 | 0x0c | 0x0d => Effect::None, // ping, statistics, field list, kill, debug
         0x1f => Effect::Reset,
-        0x11 => Effect::Pin("COM_CHANGE_USER"),
+        0x11 => Effect::ChangeUser,
         0x16..=0x1a | 0x1c | 0xfa => Effect::Pin("a prepared statement"),
         0x1b => Effect::Pin("COM_SET_OPTION"),
         _ => Effect::Pin("a command the router does not share"),

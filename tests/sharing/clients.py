@@ -331,6 +331,30 @@ def limits(port, sock):
     print(json.dumps(out))
 
 
+def change_user(port):
+    """A session that changes user (COM_CHANGE_USER, mysql-connector) is never shared,
+    and its connection never serves a session of the first account afterwards."""
+    import mysql.connector
+    a, b = connect(port, "sh0"), connect(port, "sh1")
+    c = mysql.connector.connect(host="127.0.0.1", port=port, user="sh", password="sh",
+                                ssl_disabled=False, ssl_verify_cert=False, database="sh0")
+    cur = c.cursor()
+    c.cmd_change_user(username="shk", password="shk", database="sh0")
+    users = set()
+    for _ in range(5):
+        cur.execute("SELECT CURRENT_USER()")
+        users.add(cur.fetchall()[0][0])
+        users.add(one(a, "SELECT CURRENT_USER()")[0][0])
+    c.close()
+    time.sleep(0.2)
+    seen = set()
+    for _ in range(20):
+        seen.add(one(a, "SELECT CURRENT_USER()")[0][0])
+        seen.add(one(b, "SELECT CURRENT_USER()")[0][0])
+    print(json.dumps({"changed": sorted(users), "after": sorted(seen)}))
+    a.close(); b.close()
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -346,6 +370,8 @@ if __name__ == "__main__":
         big(port, int(sys.argv[3]))
     elif cmd == "mysql97":
         mysql97(port)
+    elif cmd == "change_user":
+        change_user(port)
     elif cmd == "limits":
         limits(port, sys.argv[3])
     elif cmd == "servers":
