@@ -90,16 +90,17 @@ impl Exchange {
         self.server.feed(data, |p| {
             result = match current {
                 Some(t) if !matches!(t.turn(), Turn::Done(_)) => {
-                    if p.starts_message {
-                        response.messages += 1;
-                        if response.first.is_none() {
-                            response.first = Some(*p);
-                        }
-                        response.last = Some(*p);
+                    // Cheap per packet: a count; the heads are copied once each.
+                    response.messages += p.starts_message as u64;
+                    if response.first.is_none() {
+                        response.first = Some(*p);
                     }
                     let r = t.server_packet(p);
-                    if let Turn::Done(Outcome::Ok { status: s }) = t.turn() {
-                        *status = s;
+                    if let Turn::Done(o) = t.turn() {
+                        response.last = Some(*p);
+                        if let Outcome::Ok { status: s } = o {
+                            *status = s;
+                        }
                     }
                     r
                 }

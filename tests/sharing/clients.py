@@ -38,13 +38,15 @@ def load(port, sock, n, seconds):
         try:
             c = connect(port)
             seen = set()
+            if kind == "pinned":
+                # Pinned at the first statement: on the login's own connection (README,
+                # "Connection sharing": a later pin may take a shared one).
+                one(c, f"SET @mine = {i}")
+                one(c, f"CREATE TEMPORARY TABLE {db}.tt (v INT)")
+                one(c, f"INSERT INTO {db}.tt VALUES ({i})")
             one(c, f"USE {db}")
             tz = f"+{i % 12:02d}:{i % 60:02d}"
             one(c, f"SET time_zone = '{tz}', sql_mode = 'ANSI_QUOTES'")
-            if kind == "pinned":
-                one(c, f"SET @mine = {i}")
-                one(c, "CREATE TEMPORARY TABLE tt (v INT)")
-                one(c, f"INSERT INTO tt VALUES ({i})")
             k = 0
             while time.time() < stop:
                 k += 1
@@ -69,8 +71,6 @@ def load(port, sock, n, seconds):
                         fail(i, f"pinned state is {r2[:2]}, expected {i}")
                     with lock:
                         pinned_ids.setdefault(i, set()).add(r2[2])
-                else:
-                    r3 = one(c, "SELECT @mine")[0][0] if False else None
                 n = one(c, f"SELECT COUNT(*) FROM t WHERE client = {i} AND n > {k}")[0][0]
                 if n != 0:
                     fail(i, f"sees {n} rows it never wrote")
