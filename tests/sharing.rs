@@ -377,3 +377,24 @@ fn a_changed_user_never_leaks_to_the_first_account() {
     assert_eq!(v["changed"], serde_json::json!(["sh@%", "shk@%"]), "{v}");
     assert_eq!(v["after"], serde_json::json!(["sh@%"]), "{v}");
 }
+
+/// A session whose schema was dropped while it was unlinked cannot be restored on
+/// another connection: it gets a clear error (2013 naming the server's answer) and ends;
+/// the connection goes back to the pool and the other session goes on on it.
+#[test]
+fn a_session_that_cannot_be_restored_fails_alone() {
+    let s = server();
+    let (_r, port) = router(1, "");
+    let v = clients(&[
+        "dropped_schema",
+        &port.to_string(),
+        &s.socket.display().to_string(),
+    ]);
+    let a = v["a"].as_str().unwrap_or_default();
+    assert!(
+        a.contains("2013") && a.contains("could not be restored") && a.contains("shdrop"),
+        "{v}"
+    );
+    assert_eq!(v["b"][0][0], "sh1", "{v}");
+    assert_eq!(v["b_same_connection"], true, "{v}");
+}

@@ -23,8 +23,10 @@
 //!   variable, and, after a result set, a generated SELECT of the same row count so
 //!   that `FOUND_ROWS()` and `ROW_COUNT()` answer as before. If none is parked the
 //!   session waits (up to the route's `connect_timeout`) for one to be parked on its
-//!   worker; then, or when every restore attempt fails, the client gets error 2013 and
-//!   the session ends.
+//!   worker; then, or when restoring fails on three connections, the client gets error
+//!   2013 and the session ends. When the server refuses a restore step (the session's
+//!   schema was dropped meanwhile), the reset connection goes back to the pool and only
+//!   that session ends, with 2013 naming the server's answer.
 //!
 //! Why the same account only: the router never knows a password (see `pool_auth`), so
 //! it cannot log a session in on a fresh connection or COM_CHANGE_USER to another

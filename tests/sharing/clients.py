@@ -355,6 +355,22 @@ def change_user(port):
     a.close(); b.close()
 
 
+def dropped_schema(port, sock):
+    """Session A's schema is dropped while A is unlinked: A cannot be restored on the
+    connection B left (clear error for A only); B goes on, on the same connection."""
+    m = pymysql.connect(unix_socket=sock, user="root", autocommit=True)
+    one(m, "CREATE DATABASE IF NOT EXISTS shdrop")
+    a, b = connect(port, "shdrop"), connect(port, "sh1")
+    one(a, "SELECT 1"); one(b, "SELECT 1")
+    b_id = one(b, "SELECT CONNECTION_ID()")[0][0]
+    one(m, "DROP DATABASE shdrop")
+    out = {"a": attempt(a, "SELECT 1")}
+    out["b"] = attempt(b, "SELECT DATABASE(), CONNECTION_ID()")
+    out["b_same_connection"] = isinstance(out["b"], list) and out["b"][0][1] == b_id
+    m.close()
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -372,6 +388,8 @@ if __name__ == "__main__":
         mysql97(port)
     elif cmd == "change_user":
         change_user(port)
+    elif cmd == "dropped_schema":
+        dropped_schema(port, sys.argv[3])
     elif cmd == "limits":
         limits(port, sys.argv[3])
     elif cmd == "servers":
