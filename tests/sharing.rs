@@ -398,3 +398,25 @@ fn a_session_that_cannot_be_restored_fails_alone() {
     assert_eq!(v["b"][0][0], "sh1", "{v}");
     assert_eq!(v["b_same_connection"], true, "{v}");
 }
+
+/// On a PREFERRED route a plain-TCP client is not shared: it keeps its server
+/// connection, which the TLS sessions of the same account (sharing one connection
+/// between them) never get.
+#[test]
+fn plain_clients_are_not_shared() {
+    let (c, k) = cert();
+    let port2 = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 1\n\n[routing:share]\nbind_port = {port2}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\n",
+        server().addr()
+    );
+    let _r = Router::start_with(&body, &[port2], "debug", &[]);
+    let v = clients(&["plain", &port2.to_string()]);
+    assert_eq!(v["plain_ids"], 1, "{v}");
+    assert_eq!(v["tls_on_plain"], false, "{v}");
+    assert_eq!(
+        v["plain_state"],
+        serde_json::json!(["+07:00", "sh0"]),
+        "{v}"
+    );
+}

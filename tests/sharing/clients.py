@@ -371,6 +371,24 @@ def dropped_schema(port, sock):
     print(json.dumps(out))
 
 
+def plain(port):
+    """A plain-TCP client on a sharing route keeps its connection (never shared); TLS
+    clients of the same account share among themselves and never get it."""
+    p = pymysql.connect(host="127.0.0.1", port=port, user="sh", password="sh", database="sh0",
+                        autocommit=True, connect_timeout=10)
+    t1, t2 = connect(port, "sh1"), connect(port, "sh2")
+    p_ids, t_ids = set(), set()
+    one(p, "SET time_zone = '+07:00'")
+    for _ in range(10):
+        p_ids.add(one(p, "SELECT CONNECTION_ID()")[0][0])
+        t_ids.add(one(t1, "SELECT CONNECTION_ID()")[0][0])
+        t_ids.add(one(t2, "SELECT CONNECTION_ID()")[0][0])
+    out = {"plain_ids": len(p_ids), "tls_on_plain": bool(p_ids & t_ids),
+           "plain_state": one(p, "SELECT @@time_zone, DATABASE()")[0]}
+    p.close(); t1.close(); t2.close()
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -390,6 +408,8 @@ if __name__ == "__main__":
         change_user(port)
     elif cmd == "dropped_schema":
         dropped_schema(port, sys.argv[3])
+    elif cmd == "plain":
+        plain(port)
     elif cmd == "limits":
         limits(port, sys.argv[3])
     elif cmd == "servers":
