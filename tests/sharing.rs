@@ -420,3 +420,54 @@ fn plain_clients_are_not_shared() {
         "{v}"
     );
 }
+
+/// mysql_async (CLIENT_DEPRECATE_EOF: result sets end in an OK-as-EOF whose warning
+/// count the router must read): a session whose result set left a warning keeps its
+/// connection until a clean statement, so another session of the account waits for it
+/// instead of taking it, and SHOW WARNINGS answers for the right statement.
+#[test]
+fn warnings_of_a_result_set_hold_the_connection_with_deprecate_eof() {
+    use mysql_async::prelude::Queryable;
+    let (_r, port) = router(1, "");
+    let rt = common::rt();
+    let opts = |db: &str| -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("sh"))
+            .pass(Some("sh"))
+            .db_name(Some(db))
+            .prefer_socket(false)
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ))
+            .into()
+    };
+    let (warnings, b_db) = rt.block_on(async {
+        let mut a = mysql_async::Conn::new(opts("sh0")).await.expect("a");
+        let mut b = mysql_async::Conn::new(opts("sh1")).await.expect("b");
+        a.query_drop("SELECT 1").await.expect("a 1");
+        b.query_drop("SELECT 1").await.expect("b 1");
+        let _: Vec<i64> = a
+            .query("SELECT CAST('x1' AS SIGNED)")
+            .await
+            .expect("a warn");
+        // B wants a connection now; the only one is A's, held by its warning.
+        let bq = tokio::spawn(async move {
+            let db: Option<String> = b.query_first("SELECT DATABASE()").await.expect("b db");
+            (b, db)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.expect("show");
+        a.query_drop("SELECT 1").await.expect("a clean");
+        let (b, db) = bq.await.expect("b task");
+        let _ = a.disconnect().await;
+        let _ = b.disconnect().await;
+        (w, db)
+    });
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].2.contains("x1"), "{warnings:?}");
+    assert_eq!(b_db.as_deref(), Some("sh1"));
+}
