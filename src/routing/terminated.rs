@@ -72,6 +72,9 @@ impl Route {
                     && crate::config::route::sharing_ignored(sec, &self.cfg.tls).is_none()
                     && pooled::enabled()
                     && session.poolable()
+                    // Plain clients' connections saw their nonce in clear: never shared
+                    // (see session::share and README "Connection sharing").
+                    && session.client_tls
                     && !session.user.is_empty();
                 if sharing {
                     let params = share::Params {
