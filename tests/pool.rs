@@ -522,6 +522,12 @@ fn options_as_mysql_router_9_7_4() {
     let (c, k) = cert();
     let (_, err) = run(&route(&format!("connection_sharing = 1\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = AS_CLIENT")));
     assert!(err.contains("[routing:a].connection_sharing=1 has been ignored, as client_ssl_mode=PREFERRED and server_ssl_mode=AS_CLIENT."), "{err}");
+    // Where sharing works, MySQL Router 9.7.4 says nothing (with or without a pool).
+    for pool in ["", "[connection_pool]\nmax_idle_server_connections = 4\n"] {
+        let (code, err) = run(&format!("{pool}{}", route(&format!("connection_sharing = 1\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED"))));
+        assert_eq!(code, None, "{err}");
+        assert!(!err.contains("connection_sharing"), "{err}");
+    }
     let (code, err) = run(&route("connection_sharing_delay = -1"));
     assert_eq!(code, Some(1));
     assert!(err.contains("option connection_sharing_delay in [routing:a] needs value between 0 and 1.79769e+308 inclusive, was '-1'"), "{err}");

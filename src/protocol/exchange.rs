@@ -27,6 +27,17 @@ pub struct Exchange {
     /// The server spoke while no command was in flight (an ERR before it closes:
     /// KILL, shutdown, wait_timeout).
     server_spoke_unasked: bool,
+    /// The current response so far: its first and last messages' first packets and
+    /// how many messages it had (sharing reads counters and row counts from them).
+    response: ResponseShape,
+}
+
+/// The outline of the current (or last) response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseShape {
+    pub first: Option<Packet>,
+    pub last: Option<Packet>,
+    pub messages: u64,
 }
 
 impl Exchange {
@@ -42,20 +53,26 @@ impl Exchange {
             commands: 0,
             streaming: false,
             server_spoke_unasked: false,
+            response: ResponseShape::default(),
         }
     }
 
     /// Bytes the client sent, in order.
     pub fn on_client(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         let mut result = Ok(());
-        let (caps, current, commands, streaming) = (
+        let (caps, current, commands, streaming, response) = (
             self.caps,
             &mut self.current,
             &mut self.commands,
             &mut self.streaming,
+            &mut self.response,
         );
         self.client.feed(data, |p| {
+            let before = *commands;
             result = client_packet(caps, current, commands, streaming, p);
+            if *commands != before {
+                *response = ResponseShape::default();
+            }
             result.is_ok()
         });
         result
@@ -64,17 +81,26 @@ impl Exchange {
     /// Bytes the server sent, in order.
     pub fn on_server(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         let mut result = Ok(());
-        let (current, status, unasked) = (
+        let (current, status, unasked, response) = (
             &mut self.current,
             &mut self.status,
             &mut self.server_spoke_unasked,
+            &mut self.response,
         );
         self.server.feed(data, |p| {
             result = match current {
                 Some(t) if !matches!(t.turn(), Turn::Done(_)) => {
+                    // Cheap per packet: a count; the heads are copied once each.
+                    response.messages += p.starts_message as u64;
+                    if response.first.is_none() {
+                        response.first = Some(*p);
+                    }
                     let r = t.server_packet(p);
-                    if let Turn::Done(Outcome::Ok { status: s }) = t.turn() {
-                        *status = s;
+                    if let Turn::Done(o) = t.turn() {
+                        response.last = Some(*p);
+                        if let Outcome::Ok { status: s } = o {
+                            *status = s;
+                        }
                     }
                     r
                 }
@@ -126,6 +152,16 @@ impl Exchange {
             Turn::Done(o) => Some(o),
             _ => None,
         }
+    }
+
+    /// The outline of the current or last response.
+    pub fn response(&self) -> ResponseShape {
+        self.response
+    }
+
+    /// The negotiated capabilities of the hop.
+    pub fn caps(&self) -> Caps {
+        self.caps
     }
 
     /// Commands the client started.

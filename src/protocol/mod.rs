@@ -7,7 +7,8 @@
 //!   read/write splitting) builds on, all pure: [`frame`] (streaming packet splitter),
 //!   [`caps`] (capabilities and status flags per hop), [`response`] (where each
 //!   command's response ends, and its status) and [`exchange`] (a whole session's
-//!   commands and responses: safe points, transaction state).
+//!   commands and responses: safe points, transaction state), [`session_track`]
+//!   (OK packets' counters and session-state information).
 //!
 //! In PASSTHROUGH routes everything passes byte for byte and only the handshake is
 //! watched.
@@ -18,3 +19,4 @@ pub mod exchange;
 pub mod frame;
 pub mod handshake;
 pub mod response;
+pub mod session_track;

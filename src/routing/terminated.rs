@@ -11,7 +11,7 @@ use crate::config::addr::split_host_port;
 use crate::relay::Counts;
 use crate::session::terminate::{self, End, ServerSide};
 use crate::session::tls::Contexts;
-use crate::session::{pool_relay, pooled};
+use crate::session::{pool_relay, pooled, share};
 
 impl Route {
     /// Handshake (terminated, counted) then relay; returns the bytes moved.
@@ -71,6 +71,28 @@ impl Route {
                 } else if pooled::enabled() {
                     crate::stats::pool::STATS.opened();
                 }
+                let sharing = self.cfg.connection_sharing
+                    && crate::config::route::sharing_ignored(sec, &self.cfg.tls).is_none()
+                    && pooled::enabled()
+                    && session.poolable()
+                    // Plain clients' connections saw their nonce in clear: never shared
+                    // (see session::share and README "Connection sharing").
+                    && session.client_tls
+                    && !session.user.is_empty();
+                if sharing {
+                    let params = share::Params {
+                        delay: self.cfg.connection_sharing_delay,
+                        wait: self
+                            .cfg
+                            .connect_timeout
+                            .max(std::time::Duration::from_secs(1)),
+                        buffer: self.cfg.net_buffer_length,
+                    };
+                    let rest = share::run(client, server, &session, params).await;
+                    counts.up += rest.up;
+                    counts.down += rest.down;
+                    return Ok(counts);
+                }
                 if !(pooled::enabled() && session.poolable()) {
                     let rest = terminate::relay(client, server, self.cfg.net_buffer_length).await;
                     counts.up += rest.up;
@@ -83,7 +105,9 @@ impl Route {
                 counts.up += rest.up;
                 counts.down += rest.down;
                 if let Some(server) = reusable {
-                    pooled::park(session.key, server, session.greeting).await;
+                    // Untagged: the client may have changed user (COM_CHANGE_USER) on it; only
+                    // new logins take it, never a shared session (see session::share).
+                    pooled::park(session.key, server, session.greeting, Vec::new()).await;
                 }
                 return Ok(counts);
             }

@@ -13,12 +13,18 @@
 //!   sweeper); [`pool_auth`]: logging a new client in on a pooled connection without
 //!   knowing its password; [`pool_relay`]: the relay that hands the server connection
 //!   back when the client quits at a safe point.
+//! * [`share`]: connection sharing (`connection_sharing = 1`): the command-by-command
+//!   driver that stashes an idle session's server connection and relinks it, restored,
+//!   on the session's next command; [`share_state`]: what is restored, what pins or
+//!   holds a session (the statement classifier and the response policy), pure.
 
 pub mod pool;
 pub mod pool_auth;
 pub mod pool_relay;
 pub mod pooled;
 pub mod rsa;
+pub mod share;
+pub mod share_state;
 pub mod stream;
 pub mod terminate;
 pub mod tls;

@@ -75,19 +75,47 @@ impl<T> Pool<T> {
 
     /// Takes the most recently parked connection whose key satisfies `matches` and that
     /// has not outstayed the idle timeout (the warmest one: the others may time out).
-    pub fn take(&mut self, matches: impl Fn(&Key) -> bool, now: Instant) -> Option<(Key, T)> {
+    pub fn take(&mut self, matches: impl Fn(&Key, &T) -> bool, now: Instant) -> Option<(Key, T)> {
         let i = self
             .entries
             .iter()
-            .rposition(|e| matches(&e.key) && !self.expired(e, now))?;
+            .rposition(|e| matches(&e.key, &e.conn) && !self.expired(e, now))?;
         let e = self.entries.remove(i)?;
         Some((e.key, e.conn))
     }
 
-    /// Removes and returns the connections that outstayed the idle timeout.
-    pub fn expire(&mut self, now: Instant) -> Vec<T> {
+    /// Like [`Pool::take`], also a connection older than the idle timeout (one the
+    /// sweeper kept because a shared session needs it).
+    pub fn take_kept(&mut self, matches: impl Fn(&Key, &T) -> bool) -> Option<(Key, T)> {
+        let i = self
+            .entries
+            .iter()
+            .rposition(|e| matches(&e.key, &e.conn))?;
+        let e = self.entries.remove(i)?;
+        Some((e.key, e.conn))
+    }
+
+    /// Removes and returns the connections that outstayed the idle timeout, except
+    /// those `keep` says are still needed (see `pooled`: the idle connections an
+    /// unlinked shared session may need).
+    pub fn expire(&mut self, now: Instant, keep: impl Fn(&Key, &T) -> bool) -> Vec<T> {
         let timeout = self.idle_timeout;
-        self.remove_where(|_, since| now.saturating_duration_since(since) >= timeout)
+        let mut out = Vec::new();
+        let mut rest = VecDeque::with_capacity(self.entries.len());
+        for e in self.entries.drain(..) {
+            if now.saturating_duration_since(e.since) >= timeout && !keep(&e.key, &e.conn) {
+                out.push(e.conn);
+            } else {
+                rest.push_back(e);
+            }
+        }
+        self.entries = rest;
+        out
+    }
+
+    /// How many parked connections satisfy `f`.
+    pub fn count(&self, f: impl Fn(&Key, &T) -> bool) -> usize {
+        self.entries.iter().filter(|e| f(&e.key, &e.conn)).count()
     }
 
     /// Removes and returns the connections for which `gone` says so (e.g. the server
@@ -141,6 +169,12 @@ impl Budget {
             .is_ok()
     }
 
+    /// Takes a slot even over the bound (a shared session's last idle connection of its
+    /// account: see `pooled::stash`).
+    pub fn force_reserve(&self) {
+        self.used.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Gives a slot back (its connection was taken, expired or found dead).
     pub fn release(&self, n: usize) {
         let _ = self
@@ -177,9 +211,9 @@ mod tests {
         p.park(key("a:1", 2), "a-other-caps", t0 + Duration::from_secs(3));
         let want = key("a:1", 1);
         let now = t0 + Duration::from_secs(3);
-        assert_eq!(p.take(|k| *k == want, now).map(|x| x.1), Some("a-new"));
-        assert_eq!(p.take(|k| *k == want, now).map(|x| x.1), Some("a-old"));
-        assert_eq!(p.take(|k| *k == want, now), None);
+        assert_eq!(p.take(|k, _| *k == want, now).map(|x| x.1), Some("a-new"));
+        assert_eq!(p.take(|k, _| *k == want, now).map(|x| x.1), Some("a-old"));
+        assert_eq!(p.take(|k, _| *k == want, now), None);
         assert_eq!(p.len(), 2);
     }
 
@@ -192,11 +226,17 @@ mod tests {
         let at5 = t0 + Duration::from_secs(5);
         assert_eq!(p.next_expiry(), Some(at5));
         // At 5 s the first is expired, the second not.
-        assert_eq!(p.take(|_| true, at5).map(|x| x.1), Some(2));
+        assert_eq!(p.take(|_, _| true, at5).map(|x| x.1), Some(2));
         p.park(key("a:1", 1), 3, at5);
-        assert_eq!(p.expire(at5), vec![1]);
-        assert_eq!(p.expire(at5 + Duration::from_secs(4)), Vec::<i32>::new());
-        assert_eq!(p.expire(at5 + Duration::from_secs(5)), vec![3]);
+        assert_eq!(p.expire(at5, |_, _| false), vec![1]);
+        assert_eq!(
+            p.expire(at5 + Duration::from_secs(4), |_, _| false),
+            Vec::<i32>::new()
+        );
+        assert_eq!(
+            p.expire(at5 + Duration::from_secs(5), |_, _| false),
+            vec![3]
+        );
         assert!(p.is_empty());
     }
 
@@ -205,8 +245,23 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pool::new(Duration::ZERO);
         p.park(key("a:1", 1), 1, t0);
-        assert_eq!(p.take(|_| true, t0), None);
-        assert_eq!(p.expire(t0), vec![1]);
+        assert_eq!(p.take(|_, _| true, t0), None);
+        assert_eq!(p.expire(t0, |_, _| false), vec![1]);
+    }
+
+    #[test]
+    fn expiry_spares_what_is_still_needed() {
+        let t0 = Instant::now();
+        let mut p = Pool::new(Duration::from_secs(1));
+        p.park(key("a:1", 1), 1, t0);
+        p.park(key("b:1", 1), 2, t0);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(p.expire(later, |k, _| k.destination == "a:1"), vec![2]);
+        assert_eq!(p.count(|_, c| *c == 1), 1);
+        let b = Budget::new(1);
+        assert!(b.try_reserve());
+        b.force_reserve();
+        assert_eq!(b.used(), 2);
     }
 
     #[test]
@@ -217,7 +272,7 @@ mod tests {
             p.park(key("a:1", 1), i, t0);
         }
         assert_eq!(p.remove_where(|c, _| c % 2 == 1), vec![1, 3]);
-        assert_eq!(p.take(|_| true, t0).map(|x| x.1), Some(2));
+        assert_eq!(p.take(|_, _| true, t0).map(|x| x.1), Some(2));
     }
 
     #[test]

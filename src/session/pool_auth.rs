@@ -51,6 +51,13 @@ struct Response<'a> {
     auth_at: usize,
 }
 
+/// The user name, initial schema (empty for none) and character set (collation id) a
+/// HandshakeResponse41 asks for: what a shared session restores on another connection.
+pub fn identity(response: &[u8]) -> Option<(Vec<u8>, Vec<u8>, u8)> {
+    let r = parse(response)?;
+    Some((r.user.to_vec(), r.schema.to_vec(), r.charset))
+}
+
 fn cstr(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
     let rest = b.get(i..)?;
     let nul = rest.iter().position(|&c| c == 0)?;

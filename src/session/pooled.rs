@@ -13,10 +13,19 @@
 //!   never handed out.
 //! * A sweeper task per worker drops expired and dead connections every second, so
 //!   neither the server nor the budget keeps them.
+//! * Sharing ([`stash`], [`take_for`], [`wait_for`]; see `session::share`): an idle
+//!   shared session's connection is parked *without* a reset, tagged with its account
+//!   and its owner; the owner takes it back as it is, another session of the same
+//!   account takes it and resets it. Since the router cannot log a session in again
+//!   without its password, a worker keeps, for every account with unlinked sessions,
+//!   its idle connections of that account: they are not expired by `idle_timeout`, not
+//!   handed to new clients of another account, and the account's last one is kept
+//!   even over `max_idle_server_connections`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,6 +43,11 @@ pub struct Parked {
     /// The greeting the server sent when the connection was opened (its thread id and
     /// the nonce it checks COM_CHANGE_USER against).
     pub greeting: Vec<u8>,
+    /// The account (user name) the connection is logged in as; empty when unknown
+    /// (never taken by a shared session then).
+    pub account: Vec<u8>,
+    /// The shared session whose state the connection holds (0: reset, nobody's).
+    pub owner: u64,
 }
 
 struct Global {
@@ -45,6 +59,36 @@ static GLOBAL: OnceLock<Global> = OnceLock::new();
 
 thread_local! {
     static POOL: RefCell<Option<Pool<Parked>>> = const { RefCell::new(None) };
+    /// Unlinked shared sessions of this worker per (key, account): their accounts'
+    /// idle connections are kept for them.
+    static DEMAND: RefCell<HashMap<(Key, Vec<u8>), usize>> = RefCell::new(HashMap::new());
+    /// Woken whenever a connection is parked on this worker (sessions waiting for one).
+    static PARKED: Arc<tokio::sync::Notify> = Arc::new(tokio::sync::Notify::new());
+}
+
+/// Whether unlinked sessions of this worker wait for connections of `account` under `key`.
+fn in_demand(key: &Key, account: &[u8]) -> bool {
+    !account.is_empty()
+        && DEMAND.with(|d| {
+            d.borrow()
+                .get(&(key.clone(), account.to_vec()))
+                .is_some_and(|&n| n > 0)
+        })
+}
+
+/// A shared session of this worker unlinked from its server connection (`+1`) or
+/// linked again / ended (`-1`).
+pub fn demand(key: &Key, account: &[u8], delta: isize) {
+    DEMAND.with(|d| {
+        let mut d = d.borrow_mut();
+        let k = (key.clone(), account.to_vec());
+        let n = d.get(&k).copied().unwrap_or(0) as isize + delta;
+        if n <= 0 {
+            d.remove(&k);
+        } else {
+            d.insert(k, n as usize);
+        }
+    });
 }
 
 /// Sets the process's pool configuration (once, at start-up).
@@ -106,8 +150,8 @@ async fn close(mut s: MaybeTls<TcpStream>) {
 }
 
 /// Resets `server` and parks it under `key`; closes it when the pool is full or off,
-/// or when the reset fails.
-pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>) {
+/// or when the reset fails. `account` is the user it is logged in as.
+pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>, account: Vec<u8>) {
     let Some(g) = GLOBAL.get() else {
         return close(server).await;
     };
@@ -140,7 +184,41 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>) 
     }
     tracing::debug!(target: "routing", "connection pool: parked a server connection to '{}'", key.destination);
     STATS_HOOK.parked();
-    put(key, Parked { server, greeting }, g);
+    put(
+        key,
+        Parked {
+            server,
+            greeting,
+            account,
+            owner: 0,
+        },
+        g,
+    );
+}
+
+/// Parks the connection of an idle shared session as it is (no reset), owned by
+/// session `owner`. Over the pool's bound it is closed instead — unless it would be
+/// its account's only idle connection on this worker, which unlinked sessions need.
+pub fn stash(key: Key, parked: Parked) {
+    let Some(g) = GLOBAL.get() else {
+        tokio::spawn(close(parked.server));
+        return;
+    };
+    if !g.budget.try_reserve() {
+        let acct = parked.account.clone();
+        let others = POOL.with(|p| {
+            p.borrow()
+                .as_ref()
+                .map_or(0, |p| p.count(|k, c| *k == key && c.account == acct))
+        });
+        if others > 0 {
+            tracing::debug!(target: "routing", "connection pool: full, closing a shared server connection to '{}'", key.destination);
+            tokio::spawn(close(parked.server));
+            return;
+        }
+        g.budget.force_reserve();
+    }
+    put(key, parked, g);
 }
 
 /// Returns a connection taken by [`take`] that was not used (nothing was sent on it).
@@ -155,6 +233,7 @@ pub fn put_back(key: Key, parked: Parked) {
 }
 
 fn put(key: Key, parked: Parked, g: &'static Global) {
+    let owned = parked.owner != 0;
     let start_sweeper = POOL.with(|p| {
         let mut p = p.borrow_mut();
         let fresh = p.is_none();
@@ -162,20 +241,88 @@ fn put(key: Key, parked: Parked, g: &'static Global) {
             .park(key, parked, Instant::now());
         fresh
     });
-    STATS_HOOK.entered();
+    gauge_in(owned);
+    PARKED.with(|n| n.notify_waiters());
     if start_sweeper {
         tokio::spawn(sweep(g));
     }
 }
 
-/// The warmest live parked connection whose key satisfies `matches`.
+/// The REST API's gauges: a connection stashed by a shared session (it has an owner)
+/// counts as stashed, any other as idle (MySQL Router's two numbers).
+fn gauge_in(owned: bool) {
+    match owned {
+        true => STATS_HOOK.stashed(),
+        false => STATS_HOOK.entered(),
+    }
+}
+
+fn gauge_out(owned: bool, n: u64) {
+    match owned {
+        true => STATS_HOOK.unstashed(n),
+        false => STATS_HOOK.left(n),
+    }
+}
+
+/// The warmest live parked connection whose key satisfies `matches`, for a new
+/// client (never one that unlinked shared sessions of its account wait for).
 pub fn take(matches: impl Fn(&Key) -> bool) -> Option<(Key, Parked)> {
+    take_where(|k, c| matches(k) && !in_demand(k, &c.account), false)
+}
+
+/// For shared session `owner` of `account` under `key`: its own parked connection
+/// (`true`: its state is intact), or else the warmest one of the same account (to be
+/// reset and restored).
+pub fn take_for(key: &Key, account: &[u8], owner: u64) -> Option<(Parked, bool)> {
+    if account.is_empty() {
+        return None;
+    }
+    if let Some((_, p)) = take_where(
+        |k, c| c.owner == owner && k == key && c.account == account,
+        true,
+    ) {
+        return Some((p, true));
+    }
+    take_where(|k, c| k == key && c.account == account, true).map(|(_, p)| (p, false))
+}
+
+/// Like [`take_for`], waiting up to `timeout` for a connection of the account to be
+/// parked on this worker.
+pub async fn wait_for(
+    key: &Key,
+    account: &[u8],
+    owner: u64,
+    timeout: Duration,
+) -> Option<(Parked, bool)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let notify = PARKED.with(|n| n.clone());
+    loop {
+        let parked = notify.notified();
+        tokio::pin!(parked);
+        parked.as_mut().enable();
+        if let Some(x) = take_for(key, account, owner) {
+            return Some(x);
+        }
+        if tokio::time::timeout_at(deadline, parked).await.is_err() {
+            return take_for(key, account, owner);
+        }
+    }
+}
+
+/// `kept`: also connections past the idle timeout that the sweeper kept for sharing.
+fn take_where(matches: impl Fn(&Key, &Parked) -> bool, kept: bool) -> Option<(Key, Parked)> {
     let g = GLOBAL.get()?;
     loop {
-        let (key, parked) =
-            POOL.with(|p| p.borrow_mut().as_mut()?.take(&matches, Instant::now()))?;
+        let (key, parked) = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let p = p.as_mut()?;
+            match kept {
+                true => p.take_kept(&matches),
+                false => p.take(&matches, Instant::now()),
+            }
+        })?;
         g.budget.release(1);
-        STATS_HOOK.left(1);
+        gauge_out(parked.owner != 0, 1);
         if is_quiet(&parked.server) {
             return Some((key, parked));
         }
@@ -204,13 +351,15 @@ async fn sweep(g: &'static Global) {
             let Some(pool) = p.as_mut() else {
                 return (Vec::new(), true);
             };
-            let mut gone = pool.expire(Instant::now());
+            let mut gone = pool.expire(Instant::now(), |k, c| in_demand(k, &c.account));
             gone.extend(pool.remove_where(|c, _| !is_quiet(&c.server)));
             (gone, pool.is_empty())
         });
         if !gone.is_empty() {
             g.budget.release(gone.len());
-            STATS_HOOK.left(gone.len() as u64);
+            let stashed = gone.iter().filter(|c| c.owner != 0).count() as u64;
+            gauge_out(true, stashed);
+            gauge_out(false, gone.len() as u64 - stashed);
             STATS_HOOK.dropped(gone.len() as u64);
             tracing::debug!(target: "routing", "connection pool: closed {} idle server connection(s) (idle_timeout or closed by the server)", gone.len());
         }

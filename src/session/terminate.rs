@@ -93,6 +93,11 @@ pub struct Session {
     /// The server gives every COM_CHANGE_USER a new nonce (see `pool_auth`), so a
     /// plain client's connection may be parked too.
     pub renews_nonce: bool,
+    /// User name, initial schema and collation id of the client's login (sharing
+    /// keys idle connections by account and restores the rest).
+    pub user: Vec<u8>,
+    pub schema: Vec<u8>,
+    pub charset: u8,
 }
 
 impl Session {
@@ -485,7 +490,11 @@ where
         return End::ServerFailed("no server connection".into());
     };
     let renews_nonce = pool_auth::renews_nonce(&original_greeting, destination);
+    let (user, schema, charset) = pool_auth::identity(&response).unwrap_or_default();
     let session = Session {
+        user,
+        schema,
+        charset,
         key,
         greeting: original_greeting,
         caps: client_caps & (server_caps | flag::SSL),

@@ -1,0 +1,473 @@
+//! Connection sharing (`connection_sharing = 1`, `connection_sharing_delay = 0`) through
+//! the binary, against a real MariaDB, with real clients (PyMySQL and
+//! mysql-connector-python over TLS, driven by `tests/sharing/clients.py`): many
+//! sessions over few server connections, each session's state kept and checked after
+//! every statement; the diagnostics of a client's own last statement across a sharing
+//! gap; the pin list; large results; KILL of shared connections.
+
+mod common;
+
+use common::{free_port, tmp_dir, MariaDb, Router};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+fn cert() -> &'static (String, String) {
+    static C: OnceLock<(String, String)> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = tmp_dir("sharing-pki");
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost"])
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)");
+        assert!(st.success(), "openssl req failed");
+        let p = |f: &str| dir.join(f).display().to_string();
+        (p("cert.pem"), p("key.pem"))
+    })
+}
+
+fn server() -> &'static MariaDb {
+    static S: OnceLock<MariaDb> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = MariaDb::start_with(&[
+            "--max-allowed-packet=256M".into(),
+            "--max-connections=600".into(),
+        ]);
+        let mut sql = String::from(
+            "CREATE USER IF NOT EXISTS 'sh'@'%' IDENTIFIED BY 'sh'; GRANT ALL ON *.* TO 'sh'@'%';",
+        );
+        for i in 0..10 {
+            sql.push_str(&format!(
+                "CREATE DATABASE IF NOT EXISTS sh{i}; CREATE TABLE IF NOT EXISTS sh{i}.t (client INT, n INT, KEY (client, n)) ENGINE=InnoDB;"
+            ));
+        }
+        sql.push_str("CREATE TABLE IF NOT EXISTS sh0.d (v INT); INSERT INTO sh0.d VALUES (1),(2),(3); CREATE TABLE IF NOT EXISTS sh0.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT); CREATE TABLE IF NOT EXISTS sh1.d2 (v INT); \
+             CREATE USER IF NOT EXISTS 'shk'@'%' IDENTIFIED BY 'shk'; GRANT ALL ON *.* TO 'shk'@'%'; \
+             CREATE USER IF NOT EXISTS 'shl'@'%' IDENTIFIED BY 'shl'; GRANT ALL ON *.* TO 'shl'@'%';");
+        admin(&s, &sql);
+        s
+    })
+}
+
+fn admin(s: &MariaDb, sql: &str) -> String {
+    let o = Command::new("mariadb")
+        .args(["--no-defaults", "-uroot", "-S"])
+        .arg(&s.socket)
+        .args(["-N", "-B", "-e", sql])
+        .output()
+        .expect("mariadb client");
+    assert!(
+        o.status.success(),
+        "admin {sql:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A sharing route (TLS on the client hop, plain server hop, one I/O thread so that
+/// every session meets the same pool).
+fn router(max_idle: u32, extra: &str) -> (Router, u16) {
+    router_with(
+        &format!("max_idle_server_connections = {max_idle}\nidle_timeout = 5"),
+        extra,
+    )
+}
+
+fn router_with(pool: &str, extra: &str) -> (Router, u16) {
+    let (c, k) = cert();
+    let port = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\n{pool}\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = REQUIRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\nconnect_timeout = 10\n{extra}",
+        server().addr()
+    );
+    (Router::start_with(&body, &[port], "debug", &[]), port)
+}
+
+/// Runs a scenario of clients.py; its one JSON line.
+fn clients(args: &[&str]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sharing/clients.py");
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("/usr/bin/python3 with PyMySQL (apt-get install python3-pymysql)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "clients.py {args:?} failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("clients.py {args:?}: {e}: {out}"))
+}
+
+/// 200 sessions of one account over a pool of 10: each keeps its own schema, time
+/// zone and sql_mode (restored when it moves), one in ten a user variable and a
+/// temporary table (pinned), two in ten a transaction per round (its rows seen only by
+/// itself, never moved inside it); all checked after every statement while the server
+/// sees far fewer connections than clients and unpinned sessions change connections.
+#[test]
+fn two_hundred_sessions_over_few_server_connections() {
+    let s = server();
+    let (_r, port) = router(10, "");
+    let sock = s.socket.display().to_string();
+    let v = clients(&["load", &port.to_string(), &sock, "200", "15"]);
+    let fails = v["fails"].as_array().map(|a| a.len()).unwrap_or(99);
+    assert_eq!(fails, 0, "{v}");
+    assert_eq!(v["finished"], 200, "{v}");
+    let max = v["threads_connected_max"].as_u64().unwrap_or(999);
+    // 20 pinned sessions hold their own; the rest share what the pool keeps (10) plus
+    // the few linked at any moment (about 45 in all when alone); the bound leaves room
+    // for the other tests of this binary, which use the same server meanwhile.
+    assert!(
+        max <= 100,
+        "server connections after the logins: {max} for 200 clients: {v}"
+    );
+    let moved = v["free_clients_moved"].as_u64().unwrap_or(0);
+    assert!(
+        moved >= 100,
+        "unpinned sessions should change server connections: {v}"
+    );
+    assert_eq!(v["pinned_clients_moved"], 0, "{v}");
+    assert!(v["statements"].as_u64().unwrap_or(0) > 2000, "{v}");
+    eprintln!("{v}");
+}
+
+/// Two sessions over one server connection (`max_idle_server_connections = 1`): each
+/// one's SHOW WARNINGS, ROW_COUNT(), FOUND_ROWS(), LAST_INSERT_ID(), schema and
+/// sql_mode answer for its own statements although the other ran in between.
+#[test]
+fn diagnostics_answer_for_the_clients_own_last_statement() {
+    let (r, port) = router(1, "");
+    let v = clients(&["diag", &port.to_string()]);
+    let w = |k: &str| v[k].to_string();
+    assert!(
+        w("a_warnings").contains("x1") && !w("a_warnings").contains("zz"),
+        "{v}"
+    );
+    assert!(
+        w("b_warnings").contains("zz") && !w("b_warnings").contains("x1"),
+        "{v}"
+    );
+    assert_eq!(v["a_row_count"], 3, "{v}");
+    assert_eq!(v["a_found_rows"], 3, "{v}");
+    assert_eq!(v["a_row_count_after_select"], -1, "{v}");
+    assert_eq!(v["a_row_count_after_set"], 0, "{v}");
+    assert_eq!(v["a_db"][0], "sh0", "{v}");
+    assert!(w("a_db").contains("ANSI_QUOTES"), "{v}");
+    assert_eq!(v["b_db"][0], "sh1", "{v}");
+    assert!(!w("b_db").contains("ANSI_QUOTES"), "{v}");
+    assert_eq!(v["a_last_insert_id"], v["a_last_insert_id_expected"], "{v}");
+    // The sessions really moved: restored on a connection the other had used.
+    assert!(
+        r.wait_log(
+            "moved to another server connection",
+            std::time::Duration::from_secs(5)
+        ),
+        "no session moved: {}",
+        r.log_text()
+    );
+}
+
+/// Each item of the pin list keeps its session on its server connection, with its
+/// state, while another session of the same account keeps working on another.
+#[test]
+fn the_pin_list_keeps_sessions_on_their_connection() {
+    let (_r, port) = router(2, "");
+    for item in [
+        "user_variable",
+        "temporary_table",
+        "get_lock",
+        "lock_tables",
+        "sql_prepare",
+        "transaction",
+        "autocommit_off",
+        "calc_found_rows",
+        "xa",
+    ] {
+        let v = clients(&["pin", &port.to_string(), item]);
+        assert_eq!(v["got"], v["want"], "{item}: {v}");
+        assert_eq!(v["a_same"], true, "{item}: {v}");
+        assert_eq!(v["b_never_on_a"], true, "{item}: {v}");
+    }
+    // Prepared statements over the binary protocol (COM_STMT_PREPARE / EXECUTE).
+    let v = clients(&["prepared", &port.to_string()]);
+    assert_eq!(v["same"], true, "{v}");
+    assert_eq!(v["values"], serde_json::json!([5, 6]), "{v}");
+}
+
+/// Results of 1 byte to 100 MiB (a row over 16 MiB spans packets) and 100,000 rows
+/// reach the client whole through a shared session that another session interleaves
+/// with on one server connection.
+#[test]
+fn results_from_one_row_to_100_mib_are_never_cut() {
+    let (_r, port) = router(1, "");
+    let v = clients(&["big", &port.to_string(), "100"]);
+    for item in v.as_array().expect("a list") {
+        assert_eq!(item[1], true, "{v}");
+    }
+}
+
+/// KILL of a stashed connection: its owner goes on on another connection with its
+/// state; KILL of a pinned session's connection ends that session only.
+#[test]
+fn kill_costs_only_the_session_on_the_connection() {
+    let s = server();
+    let (_r, port) = router(2, "");
+    let v = clients(&["kill", &port.to_string(), &s.socket.display().to_string()]);
+    assert_eq!(v["distinct"], true, "{v}");
+    assert_eq!(v["a_after_kill"][0][0], "+03:00", "{v}");
+    assert_eq!(v["a_after_kill"][0][1], "sh0", "{v}");
+    assert_eq!(v["a_after_kill"][0][2], v["b_id"], "{v}");
+    assert_eq!(v["b_after"][0][0], "sh1", "{v}");
+    assert!(
+        v["c_after_kill"].is_string(),
+        "the killed session should fail: {v}"
+    );
+    assert_eq!(v["a_after_c"][0][0], "+03:00", "{v}");
+    assert_eq!(v["b_after_c"][0][0], "sh1", "{v}");
+}
+
+/// MySQL 9.7 (caching_sha2_password over TLS, COM_RESET_CONNECTION and the restore
+/// statements on MySQL): two PyMySQL sessions over one server connection keep their
+/// own schema, time zone, sql_mode, character set and FOUND_ROWS(); the 9.7 CLI (query
+/// attributes) works through a sharing route.
+#[test]
+fn mysql97_sessions_share_and_keep_their_state() {
+    use common::mysql97;
+    let srv = mysql97::shared();
+    srv.admin("CREATE DATABASE IF NOT EXISTS sh97a; CREATE DATABASE IF NOT EXISTS sh97b;");
+    let (c, k) = cert();
+    let port = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 1\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = PREFERRED\nconnection_sharing = 1\nconnection_sharing_delay = 0\n",
+        srv.addr()
+    );
+    let r = Router::start_with(&body, &[port], "debug", &[]);
+    let v = clients(&["mysql97", &port.to_string()]);
+    for round in v["rounds"].as_array().expect("rounds") {
+        assert_eq!(
+            round[0],
+            serde_json::json!([3, "sh97a", "+05:00", "ANSI_QUOTES", "utf8mb4"]),
+            "{v}"
+        );
+        assert_eq!(
+            round[1],
+            serde_json::json!(["sh97b", "SYSTEM", "latin1"]),
+            "{v}"
+        );
+    }
+    assert!(
+        r.wait_log(
+            "moved to another server connection",
+            std::time::Duration::from_secs(5)
+        ),
+        "no session moved: {}",
+        r.log_text()
+    );
+    let out = mysql97::cli(
+        port,
+        &["--ssl-mode=REQUIRED"],
+        "USE sh97a; SET time_zone = '+06:00'; SELECT DATABASE(), @@time_zone; SELECT 1 UNION SELECT 2; SELECT FOUND_ROWS()",
+    );
+    let text = mysql97::cli_result(&out).expect("the 9.7 CLI through a sharing route");
+    assert_eq!(text, "sh97a\t+06:00\n1\n2\n2\n", "{text}");
+}
+
+/// SIGKILL of a whole server: the sessions on it get an error at their next statement
+/// (no hang), the sessions of another route's server keep their state, the router lives.
+#[test]
+fn a_killed_server_costs_only_its_sessions() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut dead = MariaDb::start();
+    let setup = "CREATE USER IF NOT EXISTS 'sh'@'%' IDENTIFIED BY 'sh'; GRANT ALL ON *.* TO 'sh'@'%'; CREATE DATABASE IF NOT EXISTS sh0;";
+    admin(&dead, setup);
+    let live = server();
+    let (c, k) = cert();
+    let (pa, pb) = (free_port(), free_port());
+    let route = |name: &str, port: u16, dest: String| {
+        format!("[routing:{name}]\nbind_port = {port}\ndestinations = {dest}\nrouting_strategy = first-available\nclient_ssl_mode = REQUIRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\nconnect_timeout = 3\n\n")
+    };
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 2\n\n{}{}",
+        route("a", pa, dead.addr()),
+        route("b", pb, live.addr())
+    );
+    let mut r = Router::start_with(&body, &[pa, pb], "debug", &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sharing/clients.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .args([script, "servers", &pa.to_string(), &pb.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    assert_eq!(ready, "ready");
+    dead.kill();
+    let _ = writeln!(child.stdin.as_mut().expect("stdin"));
+    let line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    let _ = child.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    for a in v["a"].as_array().expect("a") {
+        assert!(
+            a.is_string(),
+            "a session on the killed server answered: {v}"
+        );
+    }
+    assert!(v["a_seconds"].as_f64().unwrap_or(99.0) < 15.0, "{v}");
+    for (i, b) in v["b"].as_array().expect("b").iter().enumerate() {
+        assert_eq!(b[0][0], format!("+0{}:00", i + 3), "{v}\n{}", r.log_text());
+        assert_eq!(b[0][1], "sh1", "{v}");
+    }
+    assert_eq!(v["b_pinned"][0][0], 7, "{v}");
+    assert!(v["new_a"].is_string() && v["new_a"] != "connected", "{v}");
+    assert!(r.is_running(), "the router died");
+}
+
+/// Pool bound, idle_timeout and the route's max_connections together: 30 sessions (the
+/// route's limit; the 31st gets MySQL Router's 1040) settle on at most 3 server
+/// connections; idle_timeout does not take the connections unlinked sessions need; every
+/// session then works with its own state; when they quit, the idle connections time out.
+#[test]
+fn pool_limit_idle_timeout_and_max_connections() {
+    let s = server();
+    let (_r, port) = router_with(
+        "max_idle_server_connections = 3\nidle_timeout = 2",
+        "max_connections = 30\n",
+    );
+    let v = clients(&["limits", &port.to_string(), &s.socket.display().to_string()]);
+    assert_eq!(v["accepted"], 30, "{v}");
+    let over = v["over_limit"].as_str().unwrap_or_default();
+    // MySQL Router's packet has no SQL state; PyMySQL cuts 5 characters as if it had.
+    assert!(
+        over.contains("1040") && over.contains("connections to MySQL Router"),
+        "{v}"
+    );
+    let idle = v["idle"].as_u64().unwrap_or(99);
+    assert!((1..=3).contains(&idle), "{v}");
+    let kept = v["idle_after_timeout"].as_u64().unwrap_or(99);
+    assert!((1..=3).contains(&kept), "{v}");
+    assert_eq!(v["states_ok"], 30, "{v}");
+    assert!(v["busy_max"].as_u64().unwrap_or(99) <= 3, "{v}");
+    assert_eq!(v["after_quit_and_timeout"], 0, "{v}");
+    assert_eq!(v["reconnect"], 1, "{v}");
+}
+
+/// COM_CHANGE_USER on a shared route: the session is never shared again and its
+/// connection, logged in as the other account, never serves a session of the first
+/// account (sessions check CURRENT_USER() before and after it quits).
+#[test]
+fn a_changed_user_never_leaks_to_the_first_account() {
+    let (_r, port) = router(1, "");
+    let v = clients(&["change_user", &port.to_string()]);
+    assert_eq!(v["changed"], serde_json::json!(["sh@%", "shk@%"]), "{v}");
+    assert_eq!(v["after"], serde_json::json!(["sh@%"]), "{v}");
+}
+
+/// A session whose schema was dropped while it was unlinked cannot be restored on
+/// another connection: it gets a clear error (2013 naming the server's answer) and ends;
+/// the connection goes back to the pool and the other session goes on on it.
+#[test]
+fn a_session_that_cannot_be_restored_fails_alone() {
+    let s = server();
+    let (_r, port) = router(1, "");
+    let v = clients(&[
+        "dropped_schema",
+        &port.to_string(),
+        &s.socket.display().to_string(),
+    ]);
+    let a = v["a"].as_str().unwrap_or_default();
+    assert!(
+        a.contains("2013") && a.contains("could not be restored") && a.contains("shdrop"),
+        "{v}"
+    );
+    assert_eq!(v["b"][0][0], "sh1", "{v}");
+    assert_eq!(v["b_same_connection"], true, "{v}");
+}
+
+/// On a PREFERRED route a plain-TCP client is not shared: it keeps its server
+/// connection, which the TLS sessions of the same account (sharing one connection
+/// between them) never get.
+#[test]
+fn plain_clients_are_not_shared() {
+    let (c, k) = cert();
+    let port2 = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 1\n\n[routing:share]\nbind_port = {port2}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\n",
+        server().addr()
+    );
+    let _r = Router::start_with(&body, &[port2], "debug", &[]);
+    let v = clients(&["plain", &port2.to_string()]);
+    assert_eq!(v["plain_ids"], 1, "{v}");
+    assert_eq!(v["tls_on_plain"], false, "{v}");
+    assert_eq!(
+        v["plain_state"],
+        serde_json::json!(["+07:00", "sh0"]),
+        "{v}"
+    );
+}
+
+/// mysql_async (CLIENT_DEPRECATE_EOF: result sets end in an OK-as-EOF whose warning
+/// count the router must read): a session whose result set left a warning keeps its
+/// connection until a clean statement, so another session of the account waits for it
+/// instead of taking it, and SHOW WARNINGS answers for the right statement.
+#[test]
+fn warnings_of_a_result_set_hold_the_connection_with_deprecate_eof() {
+    use mysql_async::prelude::Queryable;
+    let (_r, port) = router(1, "");
+    let rt = common::rt();
+    let opts = |db: &str| -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("sh"))
+            .pass(Some("sh"))
+            .db_name(Some(db))
+            .prefer_socket(false)
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ))
+            .into()
+    };
+    let (warnings, b_db) = rt.block_on(async {
+        let mut a = mysql_async::Conn::new(opts("sh0")).await.expect("a");
+        let mut b = mysql_async::Conn::new(opts("sh1")).await.expect("b");
+        a.query_drop("SELECT 1").await.expect("a 1");
+        b.query_drop("SELECT 1").await.expect("b 1");
+        let _: Vec<i64> = a
+            .query("SELECT CAST('x1' AS SIGNED)")
+            .await
+            .expect("a warn");
+        // B wants a connection now; the only one is A's, held by its warning.
+        let bq = tokio::spawn(async move {
+            let db: Option<String> = b.query_first("SELECT DATABASE()").await.expect("b db");
+            (b, db)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.expect("show");
+        a.query_drop("SELECT 1").await.expect("a clean");
+        let (b, db) = bq.await.expect("b task");
+        let _ = a.disconnect().await;
+        let _ = b.disconnect().await;
+        (w, db)
+    });
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].2.contains("x1"), "{warnings:?}");
+    assert_eq!(b_db.as_deref(), Some("sh1"));
+}
