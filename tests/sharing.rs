@@ -471,3 +471,88 @@ fn warnings_of_a_result_set_hold_the_connection_with_deprecate_eof() {
     assert!(warnings[0].2.contains("x1"), "{warnings:?}");
     assert_eq!(b_db.as_deref(), Some("sh1"));
 }
+
+/// MySQL Router's `/connection_pool/main/status` while sessions are unlinked: their
+/// connections count as stashed (not idle), and once the sessions are back and gone
+/// nothing is stashed any more; `/metrics` agrees.
+#[test]
+fn rest_api_counts_stashed_connections() {
+    use common::eventually;
+    use common::http::{curl, monitoring_sections, passwd_file};
+    use std::time::Duration;
+    let dir = tmp_dir("sharing-rest");
+    let passwd = passwd_file(&dir, "alice", "secret");
+    let http = free_port();
+    let extra = format!(
+        "\n{}\n[rest_connection_pool]\nrequire_realm=r\n\n[metrics]\n",
+        monitoring_sections(http, &passwd)
+    );
+    let (_r, port) = router(8, &extra);
+    let status = || -> serde_json::Value {
+        let a = curl(
+            &["-u", "alice:secret"],
+            &format!("http://127.0.0.1:{http}/api/20190715/connection_pool/main/status"),
+        )
+        .expect("curl");
+        assert_eq!(a.status, 200, "{}", a.body);
+        serde_json::from_str(&a.body).expect("status JSON")
+    };
+    let metric = |name: &str| -> Option<u64> {
+        let a = curl(&[], &format!("http://127.0.0.1:{http}/metrics"))?;
+        a.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let (ready, go) = (dir.join("ready"), dir.join("go"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sharing/clients.py");
+    let child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["hold", &port.to_string(), "4"])
+        .arg(&ready)
+        .arg(&go)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3");
+    assert!(
+        eventually(Duration::from_secs(20), || ready.exists()),
+        "the 4 sessions did not log in"
+    );
+    // Idle sessions with connection_sharing_delay = 0: their connections are stashed.
+    let mut seen = serde_json::Value::Null;
+    let stashed = eventually(Duration::from_secs(10), || {
+        seen = status();
+        seen["stashedServerConnections"].as_u64().unwrap_or(0) >= 1
+    });
+    assert!(
+        stashed,
+        "no stashed connection while 4 sessions idle: {seen}"
+    );
+    let in_pool = seen["stashedServerConnections"].as_u64().unwrap_or(0)
+        + seen["idleServerConnections"].as_u64().unwrap_or(0);
+    assert!(in_pool <= 8, "over max_idle_server_connections: {seen}");
+    assert!(
+        metric("mysqlrouter_connection_pool_stashed_server_connections").unwrap_or(0) >= 1,
+        "metrics disagree with {seen}"
+    );
+    std::fs::write(&go, b"").expect("go file");
+    let out = child.wait_with_output().expect("clients.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(r#""ok": 4"#),
+        "sessions after the gap: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The sessions quit: nothing is owned by a session any more; what the pool keeps is
+    // idle (reset and parked).
+    let back = eventually(Duration::from_secs(10), || {
+        seen = status();
+        seen["stashedServerConnections"] == 0 && seen["idleServerConnections"].as_u64() >= Some(1)
+    });
+    assert!(back, "after the sessions quit: {seen}");
+    assert_eq!(
+        metric("mysqlrouter_connection_pool_stashed_server_connections"),
+        Some(0)
+    );
+}

@@ -286,6 +286,16 @@ pub fn take_for(key: &Key, account: &[u8], owner: u64) -> Option<(Parked, bool)>
     take_where(|k, c| k == key && c.account == account, true).map(|(_, p)| (p, false))
 }
 
+/// The connection stashed by session `owner` itself, if it is still parked (the
+/// session is ending and gives it back to the pool).
+pub fn take_own(key: &Key, account: &[u8], owner: u64) -> Option<Parked> {
+    take_where(
+        |k, c| c.owner == owner && k == key && c.account == account,
+        true,
+    )
+    .map(|(_, p)| p)
+}
+
 /// Like [`take_for`], waiting up to `timeout` for a connection of the account to be
 /// parked on this worker.
 pub async fn wait_for(

@@ -380,6 +380,11 @@ where
         }
         (_, None) => {
             let _ = client.shutdown().await;
+            // The session ends unlinked: its stashed connection (left at a safe point)
+            // is reset and parked like any other, no longer owned by anyone.
+            if let Some(p) = pooled::take_own(&key, &account, id) {
+                pooled::park(key, p.server, p.greeting, account).await;
+            }
         }
     }
     counts

@@ -389,6 +389,27 @@ def plain(port):
     print(json.dumps(out))
 
 
+def hold(port, n, ready, go):
+    """n sessions run one statement each, then stay idle (their connections stashed)
+    until the file `go` exists (at most 30 s); `ready` is written once all are idle.
+    Then each runs one more statement and quits."""
+    cs = [connect(port) for _ in range(n)]
+    for c in cs:
+        one(c, "SELECT 1")
+    open(ready, "w").close()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            open(go).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    ok = sum(1 for c in cs if one(c, "SELECT 2")[0][0] == 2)
+    for c in cs:
+        c.close()
+    print(json.dumps({"ok": ok}))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -414,5 +435,7 @@ if __name__ == "__main__":
         limits(port, sys.argv[3])
     elif cmd == "servers":
         servers(port, int(sys.argv[3]))
+    elif cmd == "hold":
+        hold(port, int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif cmd == "kill":
         kill(port, sys.argv[3])
