@@ -1023,3 +1023,147 @@ fn passwords_sent_in_clear_by_tls_clients_never_cross_a_plain_server_hop_in_clea
         );
     }
 }
+
+#[test]
+fn change_user_full_authentication_never_crosses_a_plain_server_hop_in_clear() {
+    // A TLS client (mysql_async over rustls) logged in through a router whose server
+    // hop is plain TCP changes user with COM_CHANGE_USER while the server's
+    // authentication cache is empty: caching_sha2 full authentication inside the
+    // change-user exchange. The client sends its password in clear (its hop is TLS);
+    // the router must send it RSA-encrypted, as at login.
+    use mysql_async::prelude::Queryable;
+    let _turn = mysql97_turn();
+    let srv = mysql97::shared();
+    srv.admin(
+        "CREATE USER IF NOT EXISTS cu2@'%' IDENTIFIED WITH caching_sha2_password BY 'cu2-secret'; GRANT ALL ON *.* TO cu2@'%'",
+    );
+    let (hop, seen) = recording_proxy(srv.port);
+    let port = free_port();
+    let _r = Router::start(
+        &route(
+            "hop",
+            port,
+            &format!("127.0.0.1:{hop}"),
+            &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
+        ),
+        &[port],
+    );
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .prefer_socket(false)
+        .user(Some("sha2"))
+        .pass(Some("sha2pw"))
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+        ))
+        .into();
+    let change = |user: &str, pw: &str| {
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some(user.to_string()))
+            .with_pass(Some(pw.to_string()))
+    };
+    let rt = common::rt();
+    let users: Vec<String> = rt.block_on(async {
+        let mut c = mysql_async::Conn::new(opts.clone()).await.expect("login");
+        let mut users = Vec::new();
+        for (user, pw) in [
+            ("cu2", "cu2-secret"),
+            ("sha2", "sha2pw"),
+            ("cu2", "cu2-secret"),
+        ] {
+            flush_auth_cache();
+            tokio::time::timeout(Duration::from_secs(30), c.change_user(change(user, pw)))
+                .await
+                .expect("change user in time")
+                .unwrap_or_else(|e| panic!("change user to {user}: {e}"));
+            let u: Option<String> = c.query_first("SELECT CURRENT_USER()").await.expect("query");
+            users.push(u.unwrap_or_default());
+        }
+        // The fast path (the cache now knows cu2) and a wrong password.
+        c.change_user(change("cu2", "cu2-secret"))
+            .await
+            .expect("fast change user");
+        let e = c
+            .change_user(change("cu2", "wrong-secret"))
+            .await
+            .expect_err("wrong password");
+        users.push(format!("{e}"));
+        users
+    });
+    assert_eq!(users[..3], ["cu2@%", "sha2@%", "cu2@%"], "{users:?}");
+    assert!(users[3].contains("1045"), "{users:?}");
+    let bytes = seen.lock().unwrap().clone();
+    assert!(
+        bytes.windows(4).any(|w| w == b"cu2\0"),
+        "the hop carried the change-user"
+    );
+    for secret in [&b"cu2-secret"[..], b"sha2pw", b"wrong-secret"] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "{} crossed the plain server hop in clear",
+            String::from_utf8_lossy(secret)
+        );
+    }
+}
+
+#[test]
+fn clients_without_tls_do_full_authentication_over_a_tls_server_hop_with_the_routers_key() {
+    // A client without TLS, caching_sha2 full authentication, a TLS server hop: the
+    // server wants the password in clear over its TLS. The client asks for "the
+    // server's" public key and gets the router's (that of client_ssl_key, as MySQL
+    // Router does); the router decrypts and sends the password over TLS.
+    let _turn = mysql97_turn();
+    let srv = mysql97::shared();
+    let (required, preferred) = (free_port(), free_port());
+    let body = route(
+        "required",
+        required,
+        &srv.addr(),
+        &format!("{}server_ssl_mode = REQUIRED\n", cert_opts()),
+    ) + &route(
+        "preferred",
+        preferred,
+        &srv.addr(),
+        &format!("{}server_ssl_mode = PREFERRED\n", cert_opts()),
+    );
+    let _r = Router::start(&body, &[required, preferred]);
+    let q = "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_cipher'";
+    for port in [required, preferred] {
+        flush_auth_cache();
+        let out = mysql97::cli_result(&mysql97::cli(
+            port,
+            &["--ssl-mode=DISABLED", "--get-server-public-key"],
+            q,
+        ))
+        .unwrap_or_else(|e| panic!("full auth via {port}: {e}"));
+        assert!(out.contains("sha2@%"), "{out}");
+        let cipher = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Ssl_cipher\t"))
+            .unwrap_or("");
+        assert!(!cipher.is_empty(), "the server hop is TLS: {out}");
+        // Without a key to encrypt with, the client refuses by itself (2061).
+        flush_auth_cache();
+        let e = mysql97::cli_result(&mysql97::cli(port, &["--ssl-mode=DISABLED"], q))
+            .expect_err("full auth without TLS or key");
+        assert!(e.contains("ERROR 2061"), "{e}");
+    }
+    // A wrong password: the server's 1045.
+    flush_auth_cache();
+    let o = mysql97::client(&[
+        "-h127.0.0.1",
+        &format!("-P{required}"),
+        "-usha2",
+        "-pwrong",
+        "--ssl-mode=DISABLED",
+        "--get-server-public-key",
+        "-e",
+        "SELECT 1",
+    ]);
+    let e = mysql97::cli_result(&o).expect_err("wrong password");
+    assert!(
+        e.contains("ERROR 1045 (28000): Access denied for user 'sha2'"),
+        "{e}"
+    );
+}

@@ -6,6 +6,7 @@
 //! * [`tls`]: rustls contexts built from a route's `client_ssl_*` / `server_ssl_*`.
 //! * [`terminate`]: the terminated handshake and the relay after it.
 //! * [`stream`]: a hop that is plain or TLS.
+//! * [`change_user`]: the same for COM_CHANGE_USER after the login.
 //! * [`rsa`]: the password encryption of caching_sha2 full authentication over a
 //!   plain server hop.
 //! * [`pool`]: the pool's policy (keys, warmest-first, idle timeout, the global bound),
@@ -14,6 +15,7 @@
 //!   knowing its password; [`pool_relay`]: the relay that hands the server connection
 //!   back when the client quits at a safe point.
 
+pub mod change_user;
 pub mod pool;
 pub mod pool_auth;
 pub mod pool_relay;

@@ -13,12 +13,13 @@
 //!   a WARNING says it is not used (ECDHE is).
 //! * TLS 1.0/1.1 are not offered (rustls has them not; MySQL 8.0.28+ dropped them too).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{ring as provider, CryptoProvider};
+use rustls::crypto::{aws_lc_rs as provider, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
@@ -58,14 +59,50 @@ pub enum TlsError {
     },
 }
 
+/// TLS towards the servers: one client context per destination, as MySQL Router
+/// keeps (`DestinationTlsContext::get`), so that each destination has its own session
+/// cache. A shared cache would offer one server's session tickets to the next server
+/// of a round-robin route (all named by the same address, often), which refuses them:
+/// every handshake would be a full one.
+pub struct Connectors {
+    base: rustls::ClientConfig,
+    /// `server_ssl_session_cache_size` when `server_ssl_session_cache_mode` is on.
+    cache: Option<usize>,
+    per_destination: Mutex<HashMap<String, tokio_rustls::TlsConnector>>,
+}
+
+impl Connectors {
+    /// The connector for `destination` (`host:port`), made on first use.
+    pub fn get(&self, destination: &str) -> tokio_rustls::TlsConnector {
+        let mut map = self
+            .per_destination
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()); // ok: a map of Arcs, no invariant to break
+        if let Some(c) = map.get(destination) {
+            return c.clone();
+        }
+        let mut cc = self.base.clone();
+        cc.resumption = match self.cache {
+            Some(n) => rustls::client::Resumption::in_memory_sessions(n),
+            None => rustls::client::Resumption::disabled(),
+        };
+        let c = tokio_rustls::TlsConnector::from(Arc::new(cc));
+        map.insert(destination.to_string(), c.clone());
+        c
+    }
+}
+
 /// What a terminating route needs for TLS.
 pub struct Contexts {
     /// TLS towards clients (absent with `client_ssl_mode = DISABLED`).
     pub acceptor: Option<tokio_rustls::TlsAcceptor>,
     /// TLS towards servers (absent with `server_ssl_mode = DISABLED`).
-    pub connector: Option<tokio_rustls::TlsConnector>,
+    pub connector: Option<Connectors>,
     /// Lines to log at WARNING once the route starts.
     pub warnings: Vec<String>,
+    /// The router's RSA key (that of `client_ssl_cert`, when RSA), for clients without
+    /// TLS whose password must reach a TLS server hop (`session::rsa::RouterKey`).
+    pub router_key: Option<super::rsa::RouterKey>,
 }
 
 fn show(p: &Option<PathBuf>) -> String {
@@ -191,6 +228,7 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 /// Builds the contexts for a terminating route.
 pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
     let mut warnings = Vec::new();
+    let mut router_key = None;
     let acceptor = match (cfg.client_mode, &cfg.client_cert, &cfg.client_key) {
         (ClientSslMode::Preferred | ClientSslMode::Required, Some(cert), Some(key)) => {
             let bad = |reason: String| TlsError::CertKey {
@@ -200,6 +238,7 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
             };
             let certs = load_certs(cert).map_err(bad)?;
             let key = load_key(key).map_err(bad)?;
+            router_key = super::rsa::RouterKey::new(&key);
             let p = provider_for(&cfg.client_cipher, &cfg.client_curves, "client")?;
             let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(p))
                 .with_safe_default_protocol_versions()
@@ -227,14 +266,19 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
     let connector = if cfg.server_mode == ServerSslMode::Disabled {
         None
     } else {
-        Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(
-            cfg,
-        )?)))
+        Some(Connectors {
+            base: client_config(cfg)?,
+            cache: cfg
+                .server_session_cache
+                .then_some(cfg.server_session_cache_size),
+            per_destination: Mutex::new(HashMap::new()),
+        })
     };
     Ok(Contexts {
         acceptor,
         connector,
         warnings,
+        router_key,
     })
 }
 
@@ -318,12 +362,8 @@ fn client_config(cfg: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
         }
         _ => builder.with_no_client_auth(),
     };
-    if !cfg.server_session_cache {
-        cc.resumption = rustls::client::Resumption::disabled();
-    } else {
-        cc.resumption =
-            rustls::client::Resumption::in_memory_sessions(cfg.server_session_cache_size);
-    }
+    // Resumption is set per destination (`Connectors::get`).
+    cc.resumption = rustls::client::Resumption::disabled();
     Ok(cc)
 }
 
