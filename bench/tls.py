@@ -183,9 +183,11 @@ def report(med, a, elapsed, measures):
     print(table)
     if a.no_doc:
         return
+    cmd = " ".join(["python3", "bench/tls.py"] + sys.argv[1:])
+    load = os.getloadavg()[2]
     doc = f"""# Performance with TLS: this router vs Oracle's MySQL Router
 
-Measured by `python3 bench/tls.py --rounds {a.rounds} --secs {a.secs}` ({elapsed / 60:.1f} min) on
+Measured by `{cmd}` ({elapsed / 60:.1f} min, 15-minute load average {load:.1f} at the end) on
 {datetime.date.today().isoformat()}, {platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}.
 Clients (sysbench 16 threads with `--mysql-ssl=on`, `benchtool connrate ... tls` with 16 workers),
 both routers and three MariaDB 10.11 servers with TLS share the CPUs; medians over interleaved
@@ -201,9 +203,17 @@ Modes (both routers, same options; round-robin over the three servers):
 {table}
 
 A 0 means the mode failed for that router in this set-up (see the run's output).
-"""
-    with open(os.path.join(ROOT, "docs", "PERFORMANCE-TLS.md"), "w") as f:
-        f.write(doc)
+""" + (f"`baseline` is `{a.baseline}`, measured in the same rounds.\n" if a.baseline else "")
+    # Hand-written notes below the marker survive a new run.
+    path = os.path.join(ROOT, "docs", "PERFORMANCE-TLS.md")
+    marker = "<!-- notes: kept by bench/tls.py -->"
+    notes = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if marker in old:
+            notes = "\n" + marker + old.split(marker, 1)[1]
+    with open(path, "w") as f:
+        f.write(doc + notes)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,8 @@
 //!
 //! Outside a change-user exchange the guard only follows the client's packet headers
 //! (no copy of payloads): bytes go through unchanged, one write per client write. It is
-//! used for sessions without protocol compression (compressed frames hide the packets;
-//! such sessions are logged in once and their later COM_CHANGE_USER is not inspected,
-//! see README). A client that sends a COM_CHANGE_USER before the previous command's
+//! used for sessions without protocol compression: compressed frames hide the packets,
+//! so a compressed session's COM_CHANGE_USER is not followed (a gap, in README). A client that sends a COM_CHANGE_USER before the previous command's
 //! response ended (pipelining) is not supported: the guard takes the server's next
 //! packets as the change-user exchange.
 
