@@ -1167,3 +1167,111 @@ fn clients_without_tls_do_full_authentication_over_a_tls_server_hop_with_the_rou
         "{e}"
     );
 }
+
+/// A TCP forwarder that counts, per connection, the bytes `upstream` sends back.
+fn counting_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = counts.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+                let _ = s2.shutdown(std::net::Shutdown::Write);
+            });
+            let rec = rec.clone();
+            let (mut s3, mut c3) = (s, c);
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                // Counted by hand: io::copy's count is lost when a side resets.
+                let (mut n, mut buf) = (0u64, [0u8; 16384]);
+                while let Ok(k) = s3.read(&mut buf) {
+                    if k == 0 || c3.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                    n += k as u64;
+                }
+                let _ = c3.shutdown(std::net::Shutdown::Write);
+                rec.lock().unwrap().push(n);
+            });
+        }
+    });
+    (port, counts)
+}
+
+#[test]
+fn the_server_hop_resumes_tls_sessions_as_the_session_cache_options_say() {
+    // MariaDB resumes TLS 1.3 sessions from tickets. A resumed handshake spares the
+    // server its certificate and signature (over 1 KB with the test's RSA-2048
+    // certificate), so each server connection's bytes from the server tell full from
+    // resumed. The router's session cache for a destination: on by default; off with
+    // server_ssl_session_cache_mode = 0; a session older than
+    // server_ssl_session_cache_timeout (here 0 s: every one) is not resumed.
+    let srv = tls_server();
+    let opts = [
+        "",
+        "server_ssl_session_cache_mode = 0\n",
+        "server_ssl_session_cache_timeout = 0\n",
+    ];
+    let mut body = String::new();
+    let mut ports = Vec::new();
+    let mut seen = Vec::new();
+    for (i, extra) in opts.iter().enumerate() {
+        let (hop, counts) = counting_proxy(srv.port);
+        let port = free_port();
+        body += &route(
+            &format!("r{i}"),
+            port,
+            &format!("127.0.0.1:{hop}"),
+            &format!("{}{extra}", cert_opts()),
+        );
+        ports.push(port);
+        seen.push(counts);
+    }
+    let _r = Router::start(&body, &ports);
+    let mut bytes = Vec::new();
+    for (port, counts) in ports.iter().zip(&seen) {
+        for _ in 0..3 {
+            let o = mariadb(*port, &["--ssl", "--ssl-verify-server-cert=0"], "SELECT 1");
+            assert_eq!(ok_text(&o).trim(), "1");
+        }
+        // Connections that carried nothing are the router's destination probes.
+        let sessions = || -> Vec<u64> {
+            counts
+                .lock()
+                .unwrap()
+                .iter()
+                .copied()
+                .filter(|&n| n > 0)
+                .collect()
+        };
+        let done = common::eventually(Duration::from_secs(30), || sessions().len() == 3);
+        assert!(
+            done,
+            "server connections of {port}: {:?}",
+            counts.lock().unwrap()
+        );
+        bytes.push(sessions());
+    }
+    let resumed = |b: &[u64]| b.iter().map(|&n| n + 1000 < b[0]).collect::<Vec<_>>();
+    assert_eq!(
+        resumed(&bytes[0]),
+        [false, true, true],
+        "cache on: {bytes:?}"
+    );
+    assert_eq!(
+        resumed(&bytes[1]),
+        [false, false, false],
+        "cache off: {bytes:?}"
+    );
+    assert_eq!(
+        resumed(&bytes[2]),
+        [false, false, false],
+        "timeout 0: {bytes:?}"
+    );
+}

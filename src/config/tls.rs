@@ -58,6 +58,8 @@ pub struct TlsConfig {
     pub server_crlpath: Option<PathBuf>,
     pub server_session_cache: bool,
     pub server_session_cache_size: usize,
+    /// `server_ssl_session_cache_timeout`: a session older than this is not resumed.
+    pub server_session_cache_timeout: std::time::Duration,
 }
 
 impl TlsConfig {
@@ -234,5 +236,11 @@ pub(crate) fn validate(l: &Lookup, protocol: Protocol) -> Result<TlsConfig, Conf
             2_147_483_647,
             1024,
         )? as usize,
+        server_session_cache_timeout: std::time::Duration::from_secs(l.uint(
+            "server_ssl_session_cache_timeout",
+            0,
+            86400,
+            300,
+        )?),
     })
 }

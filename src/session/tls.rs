@@ -13,9 +13,10 @@
 //!   a WARNING says it is not used (ECDHE is).
 //! * TLS 1.0/1.1 are not offered (rustls has them not; MySQL 8.0.28+ dropped them too).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -66,8 +67,9 @@ pub enum TlsError {
 /// every handshake would be a full one.
 pub struct Connectors {
     base: rustls::ClientConfig,
-    /// `server_ssl_session_cache_size` when `server_ssl_session_cache_mode` is on.
-    cache: Option<usize>,
+    /// `server_ssl_session_cache_size` and `_timeout` when `server_ssl_session_cache_mode`
+    /// is on.
+    cache: Option<(usize, Duration)>,
     per_destination: Mutex<HashMap<String, tokio_rustls::TlsConnector>>,
 }
 
@@ -83,12 +85,105 @@ impl Connectors {
         }
         let mut cc = self.base.clone();
         cc.resumption = match self.cache {
-            Some(n) => rustls::client::Resumption::in_memory_sessions(n),
+            Some((size, timeout)) => {
+                rustls::client::Resumption::store(Arc::new(SessionCache::new(size, timeout)))
+            }
             None => rustls::client::Resumption::disabled(),
         };
         let c = tokio_rustls::TlsConnector::from(Arc::new(cc));
         map.insert(destination.to_string(), c.clone());
         c
+    }
+}
+
+/// One destination's TLS session cache, with MySQL Router's semantics: at most `size`
+/// sessions, none resumed once older than `timeout` (`server_ssl_session_cache_size`,
+/// `server_ssl_session_cache_timeout`). rustls' own in-memory cache bounds server
+/// names, not sessions, and keeps a session for the lifetime the server gave it.
+#[derive(Debug)]
+struct SessionCache {
+    size: usize,
+    timeout: Duration,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    kx_hint: Option<rustls::NamedGroup>,
+    tls12: Option<(Instant, rustls::client::Tls12ClientSessionValue)>,
+    /// Newest last.
+    tls13: VecDeque<(Instant, rustls::client::Tls13ClientSessionValue)>,
+}
+
+impl SessionCache {
+    fn new(size: usize, timeout: Duration) -> Self {
+        SessionCache {
+            size: size.max(1),
+            timeout,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()) // ok: plain data
+    }
+
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.timeout
+    }
+}
+
+impl rustls::client::ClientSessionStore for SessionCache {
+    fn set_kx_hint(&self, _: ServerName<'static>, group: rustls::NamedGroup) {
+        self.lock().kx_hint = Some(group);
+    }
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.lock().kx_hint
+    }
+    fn set_tls12_session(
+        &self,
+        _: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.lock().tls12 = Some((Instant::now(), value));
+    }
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        let mut c = self.lock();
+        match c.tls12.take() {
+            Some((at, v)) if self.fresh(at) => {
+                c.tls12 = Some((at, v.clone()));
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {
+        self.lock().tls12 = None;
+    }
+    fn insert_tls13_ticket(
+        &self,
+        _: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let mut c = self.lock();
+        if c.tls13.len() >= self.size {
+            c.tls13.pop_front();
+        }
+        c.tls13.push_back((Instant::now(), value));
+    }
+    fn take_tls13_ticket(
+        &self,
+        _: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let mut c = self.lock();
+        while let Some((at, v)) = c.tls13.pop_back() {
+            if self.fresh(at) {
+                return Some(v);
+            }
+            // Older ones are older still.
+            c.tls13.clear();
+        }
+        None
     }
 }
 
@@ -268,9 +363,10 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
     } else {
         Some(Connectors {
             base: client_config(cfg)?,
-            cache: cfg
-                .server_session_cache
-                .then_some(cfg.server_session_cache_size),
+            cache: cfg.server_session_cache.then_some((
+                cfg.server_session_cache_size,
+                cfg.server_session_cache_timeout,
+            )),
             per_destination: Mutex::new(HashMap::new()),
         })
     };
