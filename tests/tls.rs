@@ -1149,6 +1149,29 @@ fn clients_without_tls_do_full_authentication_over_a_tls_server_hop_with_the_rou
             .expect_err("full auth without TLS or key");
         assert!(e.contains("ERROR 2061"), "{e}");
     }
+    // sha256_password: named in the response (the client asks for the key in it), and
+    // after an auth switch.
+    srv.admin(
+        "CREATE USER IF NOT EXISTS s256@'%' IDENTIFIED WITH sha256_password BY 's256-secret'; GRANT ALL ON *.* TO s256@'%'",
+    );
+    for extra in [&["--default-auth=sha256_password"][..], &[]] {
+        let mut args = vec![
+            "-h127.0.0.1".to_string(),
+            format!("-P{required}"),
+            "-us256".into(),
+            "-ps256-secret".into(),
+            "--ssl-mode=DISABLED".into(),
+            "--get-server-public-key".into(),
+            "-N".into(),
+            "-B".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["-e".into(), q.into()]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = mysql97::cli_result(&mysql97::client(&a))
+            .unwrap_or_else(|e| panic!("sha256_password {extra:?}: {e}"));
+        assert!(out.contains("s256@%"), "{out}");
+    }
     // A wrong password: the server's 1045.
     flush_auth_cache();
     let o = mysql97::client(&[

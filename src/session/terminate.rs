@@ -467,6 +467,10 @@ where
             }
         }
     }
+    let router_key = ctx
+        .router_key
+        .as_ref()
+        .filter(|_| !client_tls && server_tls);
     let mut sseq: u8 = 1;
     let mut ignore = 0u64;
     if let Some(cu) = &change_user {
@@ -517,14 +521,12 @@ where
     // The client's next packet is its password in clear (it trusts its TLS hop), to be
     // sent RSA-encrypted over the plain server hop; the byte asks the server for its key.
     let mut clear_next: Option<u8> = None;
-    // A client without TLS must send its password for a TLS server hop, which wants it
-    // in clear: the byte with which the client will ask for a public key (it gets the
-    // router's, see `rsa::RouterKey`), then whether its next packet is the password
-    // encrypted with that key.
-    let router_key = ctx
-        .router_key
-        .as_ref()
-        .filter(|_| !client_tls && server_tls);
+    // A client without TLS doing caching_sha2 full authentication, or sha256_password
+    // after an auth switch (MySQL 9.7 switches a response that names sha256_password and
+    // asks for the key), must send its password for a TLS server hop, where the server
+    // wants it in clear: the byte with which the client will ask for a public key (it
+    // gets the router's, see `rsa::RouterKey`), then whether its next packet is the
+    // password encrypted with that key.
     let mut key_for_client: Option<u8> = None;
     let mut decrypt_next = false;
     loop {
