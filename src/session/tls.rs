@@ -1,10 +1,11 @@
 //! TLS contexts of a terminating route, built once when the route starts from its
 //! `client_ssl_*` / `server_ssl_*` options: a rustls server config for the client hop
-//! and a client config for the server hop.
+//! and client configs for the server hop (one per destination, each with its own
+//! session cache), and the router's RSA key from `client_ssl_key`.
 //!
-//! rustls (with the `ring` provider: pure Rust + assembly, no cmake, memory-safe
-//! parsing of everything a client sends) instead of OpenSSL: what that means for
-//! MySQL Router's options —
+//! rustls (memory-safe parsing of everything a client sends; the aws-lc-rs crypto
+//! provider, whose RSA signing is as fast as OpenSSL's: see Cargo.toml) instead of
+//! OpenSSL: what that means for MySQL Router's options —
 //! * `*_ssl_cipher` takes OpenSSL's names; the TLS 1.2 suites rustls has are chosen
 //!   from the list (unknown names are skipped, as OpenSSL does; none left is MySQL
 //!   Router's "no cipher match"). TLS 1.3 suites are always on, as with OpenSSL.
