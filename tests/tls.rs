@@ -1298,3 +1298,84 @@ fn the_server_hop_resumes_tls_sessions_as_the_session_cache_options_say() {
         "timeout 0: {bytes:?}"
     );
 }
+
+#[test]
+fn clients_resume_tls_sessions_as_the_client_session_cache_options_say() {
+    // Python's ssl module resumes a TLS session when given the previous one; the script
+    // speaks the classic handshake itself (SSLRequest, native password) and prints,
+    // per connection, whether its TLS session was resumed. The router's cache of client
+    // sessions: on by default; off with client_ssl_session_cache_mode = 0; a session
+    // older than client_ssl_session_cache_timeout (here 0 s: every one) is not resumed.
+    let srv = tls_server();
+    let opts = [
+        "",
+        "client_ssl_session_cache_mode = 0\n",
+        "client_ssl_session_cache_timeout = 0\n",
+    ];
+    let ports: Vec<u16> = opts.iter().map(|_| free_port()).collect();
+    let body: String = opts
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (o, p))| {
+            route(
+                &format!("c{i}"),
+                *p,
+                &srv.addr(),
+                &format!("{}{o}", cert_opts()),
+            )
+        })
+        .collect();
+    let _r = Router::start(&body, &ports);
+    let script = r#"
+import hashlib, socket, ssl, struct, sys
+
+def packet(s, seq, payload):
+    s.sendall(struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload)
+
+def read(s):
+    h = b""
+    while len(h) < 4:
+        h += s.recv(4 - len(h))
+    n = int.from_bytes(h[:3], "little")
+    p = b""
+    while len(p) < n:
+        p += s.recv(n - len(p))
+    return p
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+out = []
+for port in map(int, sys.argv[1:]):
+    session, seen = None, []
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        g = read(raw)
+        v = g.index(b"\0", 1)
+        nonce = g[v + 5:v + 13] + g[v + 32:v + 44]
+        caps = 0x1 | 0x200 | 0x800 | 0x2000 | 0x8000 | 0x80000
+        head = struct.pack("<IIB", caps, 1 << 24, 33) + bytes(23)
+        packet(raw, 1, head)
+        s = ctx.wrap_socket(raw, session=session)
+        h1 = hashlib.sha1(b"t").digest()
+        h2 = hashlib.sha1(nonce + hashlib.sha1(h1).digest()).digest()
+        token = bytes(a ^ b for a, b in zip(h1, h2))
+        packet(s, 2, head + b"t\0" + bytes([len(token)]) + token + b"mysql_native_password\0")
+        ok = read(s)
+        assert ok[0] == 0, ok
+        packet(s, 0, b"\x01")
+        seen.append("1" if s.session_reused else "0")
+        session = s.session
+        s.close()
+    out.append("".join(seen))
+print(" ".join(out))
+"#;
+    let mut args = vec!["-c".to_string(), script.to_string()];
+    args.extend(ports.iter().map(|p| p.to_string()));
+    let o = Command::new("/usr/bin/python3")
+        .args(&args)
+        .output()
+        .expect("python3");
+    assert_eq!(ok_text(&o).trim(), "011 000 000");
+}

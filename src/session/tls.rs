@@ -188,6 +188,68 @@ impl rustls::client::ClientSessionStore for SessionCache {
     }
 }
 
+/// The clients' TLS sessions the router resumes, with MySQL Router's
+/// `client_ssl_session_cache_size` (sessions kept) and `_timeout` (age after which a
+/// session is not resumed); rustls' own memory cache has no age limit.
+#[derive(Debug)]
+struct ClientSessions {
+    size: usize,
+    timeout: Duration,
+    inner: Mutex<ClientSessionsInner>,
+}
+
+#[derive(Debug, Default)]
+struct ClientSessionsInner {
+    map: HashMap<Vec<u8>, (Instant, Vec<u8>)>,
+    /// Keys in insertion order (some already taken), for evicting the oldest.
+    order: VecDeque<Vec<u8>>,
+}
+
+impl ClientSessions {
+    fn new(size: usize, timeout: Duration) -> Self {
+        ClientSessions {
+            size: size.max(1),
+            timeout,
+            inner: Mutex::new(ClientSessionsInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClientSessionsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()) // ok: plain data
+    }
+}
+
+impl rustls::server::StoresServerSessions for ClientSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let mut c = self.lock();
+        while c.map.len() >= self.size {
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
+            c.map.remove(&old);
+        }
+        if c.order.len() > 2 * self.size {
+            let ClientSessionsInner { map, order } = &mut *c;
+            order.retain(|k| map.contains_key(k));
+        }
+        c.order.push_back(key.clone());
+        c.map.insert(key, (Instant::now(), value));
+        true
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let c = self.lock();
+        let (at, v) = c.map.get(key)?;
+        (at.elapsed() < self.timeout).then(|| v.clone())
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let (at, v) = self.lock().map.remove(key)?;
+        (at.elapsed() < self.timeout).then_some(v)
+    }
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
 /// What a terminating route needs for TLS.
 pub struct Contexts {
     /// TLS towards clients (absent with `client_ssl_mode = DISABLED`).
@@ -343,7 +405,10 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
                 .with_single_cert(certs, key)
                 .map_err(|e| bad(e.to_string()))?;
             sc.session_storage = if cfg.client_session_cache {
-                rustls::server::ServerSessionMemoryCache::new(cfg.client_session_cache_size)
+                Arc::new(ClientSessions::new(
+                    cfg.client_session_cache_size,
+                    cfg.client_session_cache_timeout,
+                ))
             } else {
                 Arc::new(rustls::server::NoServerSessionStorage {})
             };
