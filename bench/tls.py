@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """TLS benchmark: this router vs Oracle's MySQL Router 9.7.4 in the same TLS modes.
 
-    python3 bench/tls.py [--rounds N] [--secs S]
+    python3 bench/tls.py [--rounds N] [--secs S] [--modes M,..] [--measures ps,ro,conn] [--no-build]
 
 Three private mariadbd servers with TLS certificates (made here by openssl), each router
 with the same three routes (round-robin over the servers):
@@ -98,10 +98,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--secs", type=int, default=8)
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="router modes to measure (passthrough is always kept: the table's last column needs it)")
+    ap.add_argument("--measures", default="ps,ro,conn", help="ps (point_select), ro (read_only), conn (connections/s)")
+    ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
+    ap.add_argument("--no-doc", action="store_true", help="print the table only (quick checks)")
+    ap.add_argument("--baseline", help="another mysqlrouter binary (e.g. a copy of an earlier build) measured in "
+                    "the same rounds: adds a column ours/baseline, to tell what a change gained")
     a = ap.parse_args()
+    wanted = set(a.modes.split(",")) | {"passthrough"}
+    for m in list(MODES):
+        if m not in wanted:
+            del MODES[m]
+    measures = a.measures.split(",")
     t0 = time.time()
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mysqlrouter", "--example", "benchtool"],
-                   cwd=ROOT, check=True)
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "mysqlrouter", "--example", "benchtool"],
+                       cwd=ROOT, check=True)
     base = tempfile.mkdtemp(prefix="bench-tls-")
     os.chmod(base, 0o755)
     try:
@@ -115,14 +128,19 @@ def main():
         theirs = {m: free_port() for m in MODES}
         spawn([os.path.join(TARGET, "mysqlrouter"), "-c", router_conf(base, "ours", servers, cert, key, ours)])
         spawn([ORACLE, "-c", router_conf(base, "oracle", servers, cert, key, theirs)])
-        for p in list(ours.values()) + list(theirs.values()):
+        base_ports = {m: free_port() for m in MODES} if a.baseline else {}
+        if a.baseline:
+            spawn([a.baseline, "-c", router_conf(base, "baseline", servers, cert, key, base_ports)])
+        for p in list(ours.values()) + list(theirs.values()) + list(base_ports.values()):
             wait_port(p)
         time.sleep(1)
         targets = {"direct": servers}
         for m in MODES:
             targets[f"ours {m}"] = [ours[m]]
             targets[f"oracle {m}"] = [theirs[m]]
-        res = {t: {"ps": [], "ro": [], "conn": []} for t in targets}
+            if a.baseline:
+                targets[f"baseline {m}"] = [base_ports[m]]
+        res = {t: {k: [] for k in measures} for t in targets}
         for rnd in range(a.rounds):
             order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
             for t in order:
@@ -130,6 +148,8 @@ def main():
                 for k, f in (("ps", lambda: sysbench("oltp_point_select", ports, a.secs)),
                              ("ro", lambda: sysbench("oltp_read_only", ports, a.secs)),
                              ("conn", lambda: connrate(ports, max(2, a.secs // 2)))):
+                    if k not in measures:
+                        continue
                     try:
                         res[t][k].append(f())
                     except Exception as e:  # a mode one router cannot do: recorded as 0
@@ -137,26 +157,37 @@ def main():
                         res[t][k].append(0.0)
                 print(f"round {rnd + 1} {t}: " + ", ".join(f"{k}={v[-1]:.0f}" for k, v in res[t].items()), flush=True)
         med = {t: {k: statistics.median(v) for k, v in m.items()} for t, m in res.items()}
-        report(med, a, time.time() - t0)
+        report(med, a, time.time() - t0, measures)
     finally:
         cleanup()
         shutil.rmtree(base, ignore_errors=True)
 
 
-def report(med, a, elapsed):
+def report(med, a, elapsed, measures):
     ratio = lambda x, y: f"{x / y:.2f}" if y else "n/a"
-    lines = ["| mode | measure | direct (TLS) | ours | Oracle 9.7.4 | ours/Oracle | ours/direct | ours/ours-PASSTHROUGH |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | measure | direct (TLS) | ours | Oracle 9.7.4 | ours/Oracle | ours/direct | ours/ours-PASSTHROUGH |"
+             + (" baseline | ours/baseline |" if a.baseline else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if a.baseline else "")]
     names = {"ps": "oltp_point_select tps", "ro": "oltp_read_only tps", "conn": "connections/s (TLS)"}
     for m in MODES:
         for k, n in names.items():
+            if k not in measures:
+                continue
             o, r, d, pt = med[f"ours {m}"][k], med[f"oracle {m}"][k], med["direct"][k], med["ours passthrough"][k]
-            lines.append(f"| {m} | {n} | {d:.0f} | {o:.0f} | {r:.0f} | {ratio(o, r)} | {ratio(o, d)} | {ratio(o, pt)} |")
+            row = f"| {m} | {n} | {d:.0f} | {o:.0f} | {r:.0f} | {ratio(o, r)} | {ratio(o, d)} | {ratio(o, pt)} |"
+            if a.baseline:
+                b = med[f"baseline {m}"][k]
+                row += f" {b:.0f} | {ratio(o, b)} |"
+            lines.append(row)
     table = "\n".join(lines)
     print(table)
+    if a.no_doc:
+        return
+    cmd = " ".join(["python3", "bench/tls.py"] + sys.argv[1:])
+    load = os.getloadavg()[2]
     doc = f"""# Performance with TLS: this router vs Oracle's MySQL Router
 
-Measured by `python3 bench/tls.py --rounds {a.rounds} --secs {a.secs}` ({elapsed / 60:.1f} min) on
+Measured by `{cmd}` ({elapsed / 60:.1f} min, 15-minute load average {load:.1f} at the end) on
 {datetime.date.today().isoformat()}, {platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}.
 Clients (sysbench 16 threads with `--mysql-ssl=on`, `benchtool connrate ... tls` with 16 workers),
 both routers and three MariaDB 10.11 servers with TLS share the CPUs; medians over interleaved
@@ -172,9 +203,17 @@ Modes (both routers, same options; round-robin over the three servers):
 {table}
 
 A 0 means the mode failed for that router in this set-up (see the run's output).
-"""
-    with open(os.path.join(ROOT, "docs", "PERFORMANCE-TLS.md"), "w") as f:
-        f.write(doc)
+""" + (f"`baseline` is `{a.baseline}`, measured in the same rounds.\n" if a.baseline else "")
+    # Hand-written notes below the marker survive a new run.
+    path = os.path.join(ROOT, "docs", "PERFORMANCE-TLS.md")
+    marker = "<!-- notes: kept by bench/tls.py -->"
+    notes = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if marker in old:
+            notes = "\n" + marker + old.split(marker, 1)[1]
+    with open(path, "w") as f:
+        f.write(doc + notes)
 
 
 if __name__ == "__main__":

@@ -1023,3 +1023,379 @@ fn passwords_sent_in_clear_by_tls_clients_never_cross_a_plain_server_hop_in_clea
         );
     }
 }
+
+#[test]
+fn change_user_full_authentication_never_crosses_a_plain_server_hop_in_clear() {
+    // A TLS client (mysql_async over rustls) logged in through a router whose server
+    // hop is plain TCP changes user with COM_CHANGE_USER while the server's
+    // authentication cache is empty: caching_sha2 full authentication inside the
+    // change-user exchange. The client sends its password in clear (its hop is TLS);
+    // the router must send it RSA-encrypted, as at login.
+    change_user_through("", "");
+}
+
+#[test]
+fn change_user_in_a_shared_session_never_crosses_a_plain_server_hop_in_clear() {
+    // The same on a route with connection sharing: the session has been unlinked and
+    // relinked before its COM_CHANGE_USER, which ends sharing and hands the session to
+    // the change-user guard.
+    change_user_through(
+        "[connection_pool]\nmax_idle_server_connections = 4\n\n",
+        "connection_sharing = 1\nconnection_sharing_delay = 0\n",
+    );
+}
+
+fn change_user_through(pool: &str, sharing: &str) {
+    use mysql_async::prelude::Queryable;
+    let _turn = mysql97_turn();
+    let srv = mysql97::shared();
+    srv.admin(
+        "CREATE USER IF NOT EXISTS cu2@'%' IDENTIFIED WITH caching_sha2_password BY 'cu2-secret'; GRANT ALL ON *.* TO cu2@'%'",
+    );
+    let (hop, seen) = recording_proxy(srv.port);
+    let port = free_port();
+    let _r = Router::start(
+        &(pool.to_string()
+            + &route(
+                "hop",
+                port,
+                &format!("127.0.0.1:{hop}"),
+                &format!("{}server_ssl_mode = DISABLED\n{sharing}", cert_opts()),
+            )),
+        &[port],
+    );
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .prefer_socket(false)
+        .user(Some("sha2"))
+        .pass(Some("sha2pw"))
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+        ))
+        .into();
+    let change = |user: &str, pw: &str| {
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some(user.to_string()))
+            .with_pass(Some(pw.to_string()))
+    };
+    let rt = common::rt();
+    let users: Vec<String> = rt.block_on(async {
+        let mut c = mysql_async::Conn::new(opts.clone()).await.expect("login");
+        // A first statement (a shared session unlinks after it and relinks for the
+        // next command).
+        let one: Option<u8> = c.query_first("SELECT 1").await.expect("first query");
+        assert_eq!(one, Some(1));
+        let mut users = Vec::new();
+        for (user, pw) in [
+            ("cu2", "cu2-secret"),
+            ("sha2", "sha2pw"),
+            ("cu2", "cu2-secret"),
+        ] {
+            flush_auth_cache();
+            tokio::time::timeout(Duration::from_secs(30), c.change_user(change(user, pw)))
+                .await
+                .expect("change user in time")
+                .unwrap_or_else(|e| panic!("change user to {user}: {e}"));
+            let u: Option<String> = c.query_first("SELECT CURRENT_USER()").await.expect("query");
+            users.push(u.unwrap_or_default());
+        }
+        // The fast path (the cache now knows cu2) and a wrong password.
+        c.change_user(change("cu2", "cu2-secret"))
+            .await
+            .expect("fast change user");
+        let e = c
+            .change_user(change("cu2", "wrong-secret"))
+            .await
+            .expect_err("wrong password");
+        users.push(format!("{e}"));
+        users
+    });
+    assert_eq!(users[..3], ["cu2@%", "sha2@%", "cu2@%"], "{users:?}");
+    assert!(users[3].contains("1045"), "{users:?}");
+    let bytes = seen.lock().unwrap().clone();
+    assert!(
+        bytes.windows(4).any(|w| w == b"cu2\0"),
+        "the hop carried the change-user"
+    );
+    for secret in [&b"cu2-secret"[..], b"sha2pw", b"wrong-secret"] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "{} crossed the plain server hop in clear",
+            String::from_utf8_lossy(secret)
+        );
+    }
+}
+
+#[test]
+fn clients_without_tls_do_full_authentication_over_a_tls_server_hop_with_the_routers_key() {
+    // A client without TLS, caching_sha2 full authentication, a TLS server hop: the
+    // server wants the password in clear over its TLS. The client asks for "the
+    // server's" public key and gets the router's (that of client_ssl_key, as MySQL
+    // Router does); the router decrypts and sends the password over TLS.
+    let _turn = mysql97_turn();
+    let srv = mysql97::shared();
+    let (required, preferred) = (free_port(), free_port());
+    let body = route(
+        "required",
+        required,
+        &srv.addr(),
+        &format!("{}server_ssl_mode = REQUIRED\n", cert_opts()),
+    ) + &route(
+        "preferred",
+        preferred,
+        &srv.addr(),
+        &format!("{}server_ssl_mode = PREFERRED\n", cert_opts()),
+    );
+    let _r = Router::start(&body, &[required, preferred]);
+    let q = "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_cipher'";
+    for port in [required, preferred] {
+        flush_auth_cache();
+        let out = mysql97::cli_result(&mysql97::cli(
+            port,
+            &["--ssl-mode=DISABLED", "--get-server-public-key"],
+            q,
+        ))
+        .unwrap_or_else(|e| panic!("full auth via {port}: {e}"));
+        assert!(out.contains("sha2@%"), "{out}");
+        let cipher = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Ssl_cipher\t"))
+            .unwrap_or("");
+        assert!(!cipher.is_empty(), "the server hop is TLS: {out}");
+        // Without a key to encrypt with, the client refuses by itself (2061).
+        flush_auth_cache();
+        let e = mysql97::cli_result(&mysql97::cli(port, &["--ssl-mode=DISABLED"], q))
+            .expect_err("full auth without TLS or key");
+        assert!(e.contains("ERROR 2061"), "{e}");
+    }
+    // sha256_password: named in the response (the client asks for the key in it), and
+    // after an auth switch.
+    srv.admin(
+        "CREATE USER IF NOT EXISTS s256@'%' IDENTIFIED WITH sha256_password BY 's256-secret'; GRANT ALL ON *.* TO s256@'%'",
+    );
+    for extra in [&["--default-auth=sha256_password"][..], &[]] {
+        let mut args = vec![
+            "-h127.0.0.1".to_string(),
+            format!("-P{required}"),
+            "-us256".into(),
+            "-ps256-secret".into(),
+            "--ssl-mode=DISABLED".into(),
+            "--get-server-public-key".into(),
+            "-N".into(),
+            "-B".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["-e".into(), q.into()]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = mysql97::cli_result(&mysql97::client(&a))
+            .unwrap_or_else(|e| panic!("sha256_password {extra:?}: {e}"));
+        assert!(out.contains("s256@%"), "{out}");
+    }
+    // A wrong password: the server's 1045.
+    flush_auth_cache();
+    let o = mysql97::client(&[
+        "-h127.0.0.1",
+        &format!("-P{required}"),
+        "-usha2",
+        "-pwrong",
+        "--ssl-mode=DISABLED",
+        "--get-server-public-key",
+        "-e",
+        "SELECT 1",
+    ]);
+    let e = mysql97::cli_result(&o).expect_err("wrong password");
+    assert!(
+        e.contains("ERROR 1045 (28000): Access denied for user 'sha2'"),
+        "{e}"
+    );
+}
+
+/// A TCP forwarder that counts, per connection, the bytes `upstream` sends back.
+fn counting_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = counts.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+                let _ = s2.shutdown(std::net::Shutdown::Write);
+            });
+            let rec = rec.clone();
+            let (mut s3, mut c3) = (s, c);
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                // Counted by hand: io::copy's count is lost when a side resets.
+                let (mut n, mut buf) = (0u64, [0u8; 16384]);
+                while let Ok(k) = s3.read(&mut buf) {
+                    if k == 0 || c3.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                    n += k as u64;
+                }
+                let _ = c3.shutdown(std::net::Shutdown::Write);
+                rec.lock().unwrap().push(n);
+            });
+        }
+    });
+    (port, counts)
+}
+
+#[test]
+fn the_server_hop_resumes_tls_sessions_as_the_session_cache_options_say() {
+    // MariaDB resumes TLS 1.3 sessions from tickets. A resumed handshake spares the
+    // server its certificate and signature (over 1 KB with the test's RSA-2048
+    // certificate), so each server connection's bytes from the server tell full from
+    // resumed. The router's session cache for a destination: on by default; off with
+    // server_ssl_session_cache_mode = 0; a session older than
+    // server_ssl_session_cache_timeout (here 0 s: every one) is not resumed.
+    let srv = tls_server();
+    let opts = [
+        "",
+        "server_ssl_session_cache_mode = 0\n",
+        "server_ssl_session_cache_timeout = 0\n",
+    ];
+    let mut body = String::new();
+    let mut ports = Vec::new();
+    let mut seen = Vec::new();
+    for (i, extra) in opts.iter().enumerate() {
+        let (hop, counts) = counting_proxy(srv.port);
+        let port = free_port();
+        body += &route(
+            &format!("r{i}"),
+            port,
+            &format!("127.0.0.1:{hop}"),
+            &format!("{}{extra}", cert_opts()),
+        );
+        ports.push(port);
+        seen.push(counts);
+    }
+    let _r = Router::start(&body, &ports);
+    let mut bytes = Vec::new();
+    for (port, counts) in ports.iter().zip(&seen) {
+        for _ in 0..3 {
+            let o = mariadb(*port, &["--ssl", "--ssl-verify-server-cert=0"], "SELECT 1");
+            assert_eq!(ok_text(&o).trim(), "1");
+        }
+        // Connections that carried nothing are the router's destination probes.
+        let sessions = || -> Vec<u64> {
+            counts
+                .lock()
+                .unwrap()
+                .iter()
+                .copied()
+                .filter(|&n| n > 0)
+                .collect()
+        };
+        let done = common::eventually(Duration::from_secs(30), || sessions().len() == 3);
+        assert!(
+            done,
+            "server connections of {port}: {:?}",
+            counts.lock().unwrap()
+        );
+        bytes.push(sessions());
+    }
+    let resumed = |b: &[u64]| b.iter().map(|&n| n + 1000 < b[0]).collect::<Vec<_>>();
+    assert_eq!(
+        resumed(&bytes[0]),
+        [false, true, true],
+        "cache on: {bytes:?}"
+    );
+    assert_eq!(
+        resumed(&bytes[1]),
+        [false, false, false],
+        "cache off: {bytes:?}"
+    );
+    assert_eq!(
+        resumed(&bytes[2]),
+        [false, false, false],
+        "timeout 0: {bytes:?}"
+    );
+}
+
+#[test]
+fn clients_resume_tls_sessions_as_the_client_session_cache_options_say() {
+    // Python's ssl module resumes a TLS session when given the previous one; the script
+    // speaks the classic handshake itself (SSLRequest, native password) and prints,
+    // per connection, whether its TLS session was resumed. The router's cache of client
+    // sessions: on by default; off with client_ssl_session_cache_mode = 0; a session
+    // older than client_ssl_session_cache_timeout (here 0 s: every one) is not resumed.
+    let srv = tls_server();
+    let opts = [
+        "",
+        "client_ssl_session_cache_mode = 0\n",
+        "client_ssl_session_cache_timeout = 0\n",
+    ];
+    let ports: Vec<u16> = opts.iter().map(|_| free_port()).collect();
+    let body: String = opts
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (o, p))| {
+            route(
+                &format!("c{i}"),
+                *p,
+                &srv.addr(),
+                &format!("{}{o}", cert_opts()),
+            )
+        })
+        .collect();
+    let _r = Router::start(&body, &ports);
+    let script = r#"
+import hashlib, socket, ssl, struct, sys
+
+def packet(s, seq, payload):
+    s.sendall(struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload)
+
+def read(s):
+    h = b""
+    while len(h) < 4:
+        h += s.recv(4 - len(h))
+    n = int.from_bytes(h[:3], "little")
+    p = b""
+    while len(p) < n:
+        p += s.recv(n - len(p))
+    return p
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+out = []
+for port in map(int, sys.argv[1:]):
+    session, seen = None, []
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        g = read(raw)
+        v = g.index(b"\0", 1)
+        nonce = g[v + 5:v + 13] + g[v + 32:v + 44]
+        caps = 0x1 | 0x200 | 0x800 | 0x2000 | 0x8000 | 0x80000
+        head = struct.pack("<IIB", caps, 1 << 24, 33) + bytes(23)
+        packet(raw, 1, head)
+        s = ctx.wrap_socket(raw, session=session)
+        h1 = hashlib.sha1(b"t").digest()
+        h2 = hashlib.sha1(nonce + hashlib.sha1(h1).digest()).digest()
+        token = bytes(a ^ b for a, b in zip(h1, h2))
+        packet(s, 2, head + b"t\0" + bytes([len(token)]) + token + b"mysql_native_password\0")
+        ok = read(s)
+        assert ok[0] == 0, ok
+        packet(s, 0, b"\x01")
+        seen.append("1" if s.session_reused else "0")
+        session = s.session
+        s.close()
+    out.append("".join(seen))
+print(" ".join(out))
+"#;
+    let mut args = vec!["-c".to_string(), script.to_string()];
+    args.extend(ports.iter().map(|p| p.to_string()));
+    let o = Command::new("/usr/bin/python3")
+        .args(&args)
+        .output()
+        .expect("python3");
+    assert_eq!(ok_text(&o).trim(), "011 000 000");
+}

@@ -48,6 +48,9 @@ pub struct TlsConfig {
     pub client_dh_params: Option<PathBuf>,
     pub client_session_cache: bool,
     pub client_session_cache_size: usize,
+    /// `client_ssl_session_cache_timeout`: a client's session older than this is not
+    /// resumed.
+    pub client_session_cache_timeout: std::time::Duration,
     pub server_cert: Option<PathBuf>,
     pub server_key: Option<PathBuf>,
     pub server_cipher: Option<String>,
@@ -58,6 +61,8 @@ pub struct TlsConfig {
     pub server_crlpath: Option<PathBuf>,
     pub server_session_cache: bool,
     pub server_session_cache_size: usize,
+    /// `server_ssl_session_cache_timeout`: a session older than this is not resumed.
+    pub server_session_cache_timeout: std::time::Duration,
 }
 
 impl TlsConfig {
@@ -219,6 +224,12 @@ pub(crate) fn validate(l: &Lookup, protocol: Protocol) -> Result<TlsConfig, Conf
             2_147_483_647,
             1024,
         )? as usize,
+        client_session_cache_timeout: std::time::Duration::from_secs(l.uint(
+            "client_ssl_session_cache_timeout",
+            0,
+            86400,
+            300,
+        )?),
         server_cert: path(l, "server_ssl_cert")?,
         server_key: path(l, "server_ssl_key")?,
         server_cipher: text(l, "server_ssl_cipher")?,
@@ -234,5 +245,11 @@ pub(crate) fn validate(l: &Lookup, protocol: Protocol) -> Result<TlsConfig, Conf
             2_147_483_647,
             1024,
         )? as usize,
+        server_session_cache_timeout: std::time::Duration::from_secs(l.uint(
+            "server_ssl_session_cache_timeout",
+            0,
+            86400,
+            300,
+        )?),
     })
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rustls::crypto::ring;
+use rustls::crypto::aws_lc_rs as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{CipherSuite, SupportedCipherSuite};
@@ -57,7 +57,7 @@ const OPENSSL_NAMES: &[(&str, CipherSuite)] = &[
 /// cipher list does not govern them either), TLS 1.2 suites when named. Unknown names
 /// are skipped as OpenSSL does; a list that names none fails as in OpenSSL.
 fn suites(list: Option<&str>) -> Result<Vec<SupportedCipherSuite>, TlsError> {
-    let all = ring::default_provider().cipher_suites;
+    let all = provider::default_provider().cipher_suites;
     let Some(list) = list else {
         return Ok(all);
     };
@@ -90,7 +90,7 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> 
     let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| fail(e.to_string()))?;
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: suites(cfg.cipher.as_deref())?,
-        ..ring::default_provider()
+        ..provider::default_provider()
     };
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()

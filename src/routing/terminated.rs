@@ -8,10 +8,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Route;
 use crate::config::addr::split_host_port;
+use crate::protocol::caps::flag;
 use crate::relay::Counts;
+use crate::session::change_user::Guard;
+use crate::session::stream::{MaybeTls, Prefixed};
+use crate::session::terminate::Session;
 use crate::session::terminate::{self, End, ServerSide};
 use crate::session::tls::Contexts;
 use crate::session::{pool_relay, pooled, share};
+use tokio::net::TcpStream;
 
 impl Route {
     /// Handshake (terminated, counted) then relay; returns the bytes moved.
@@ -88,27 +93,68 @@ impl Route {
                             .max(std::time::Duration::from_secs(1)),
                         buffer: self.cfg.net_buffer_length,
                     };
-                    let rest = share::run(client, server, &session, params).await;
+                    let rest = match share::run(client, server, &session, params).await {
+                        share::Ran::Done(rest) => rest,
+                        share::Ran::HandOff {
+                            counts: before,
+                            client,
+                            server,
+                            greeting,
+                            pending,
+                        } => {
+                            // COM_CHANGE_USER on a plain server hop: the rest of the
+                            // session unshared, through the change-user guard.
+                            counts.up += before.up;
+                            counts.down += before.down;
+                            let nonce = terminate::greeting_nonce(&greeting).unwrap_or_default();
+                            let guarded = MaybeTls::Plain(Guard::new(server, session.caps, nonce));
+                            let client = MaybeTls::Plain(Prefixed::new(pending, client));
+                            let session = Session {
+                                greeting,
+                                ..session
+                            };
+                            relay_session(
+                                client,
+                                guarded,
+                                session,
+                                self.cfg.net_buffer_length,
+                                |s| match s {
+                                    MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
+                                    _ => None,
+                                },
+                            )
+                            .await
+                        }
+                    };
                     counts.up += rest.up;
                     counts.down += rest.down;
                     return Ok(counts);
                 }
-                if !(pooled::enabled() && session.poolable()) {
-                    let rest = terminate::relay(client, server, self.cfg.net_buffer_length).await;
-                    counts.up += rest.up;
-                    counts.down += rest.down;
-                    return Ok(counts);
-                }
-                let (rest, reusable) =
-                    pool_relay::relay(client, server, session.caps, self.cfg.net_buffer_length)
-                        .await;
+                // A TLS client over a plain server hop: its COM_CHANGE_USERs get the
+                // login's RSA treatment (`session::change_user`).
+                let guard = session.client_tls
+                    && !session.key.server_tls
+                    && session.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0;
+                let rest = match server {
+                    MaybeTls::Plain(tcp) if guard => {
+                        let nonce =
+                            terminate::greeting_nonce(&session.greeting).unwrap_or_default();
+                        let guarded = MaybeTls::Plain(Guard::new(tcp, session.caps, nonce));
+                        relay_session(client, guarded, session, self.cfg.net_buffer_length, |s| {
+                            match s {
+                                MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
+                                _ => None,
+                            }
+                        })
+                        .await
+                    }
+                    server => {
+                        relay_session(client, server, session, self.cfg.net_buffer_length, Some)
+                            .await
+                    }
+                };
                 counts.up += rest.up;
                 counts.down += rest.down;
-                if let Some(server) = reusable {
-                    // Untagged: the client may have changed user (COM_CHANGE_USER) on it; only
-                    // new logins take it, never a shared session (see session::share).
-                    pooled::park(session.key, server, session.greeting, Vec::new()).await;
-                }
                 return Ok(counts);
             }
             Ok(End::Bad(why)) => {
@@ -136,4 +182,30 @@ impl Route {
         }
         Ok(counts)
     }
+}
+
+/// The relay after a login: pooled (the server connection parked when the client quits
+/// at a safe point) when the pool is on and the session allows it, plain otherwise.
+/// `unwrap` gives back the parkable stream of a guarded one.
+async fn relay_session<C, S>(
+    client: MaybeTls<C>,
+    server: MaybeTls<S>,
+    session: Session,
+    buffer: usize,
+    unwrap: impl FnOnce(MaybeTls<S>) -> Option<MaybeTls<TcpStream>>,
+) -> Counts
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !(pooled::enabled() && session.poolable()) {
+        return terminate::relay(client, server, buffer).await;
+    }
+    let (rest, reusable) = pool_relay::relay(client, server, session.caps, buffer).await;
+    if let Some(server) = reusable.and_then(unwrap) {
+        // Untagged: the client may have changed user (COM_CHANGE_USER) on it; only new
+        // logins take it, never a shared session (see session::share).
+        pooled::park(session.key, server, session.greeting, Vec::new()).await;
+    }
+    rest
 }

@@ -6,6 +6,7 @@
 //! * [`tls`]: rustls contexts built from a route's `client_ssl_*` / `server_ssl_*`.
 //! * [`terminate`]: the terminated handshake and the relay after it.
 //! * [`stream`]: a hop that is plain or TLS.
+//! * [`change_user`]: the same for COM_CHANGE_USER after the login.
 //! * [`rsa`]: the password encryption of caching_sha2 full authentication over a
 //!   plain server hop.
 //! * [`pool`]: the pool's policy (keys, warmest-first, idle timeout, the global bound),
@@ -18,6 +19,7 @@
 //!   on the session's next command; [`share_state`]: what is restored, what pins or
 //!   holds a session (the statement classifier and the response policy), pure.
 
+pub mod change_user;
 pub mod pool;
 pub mod pool_auth;
 pub mod pool_relay;

@@ -148,6 +148,27 @@ enum End {
     Quit,
     /// Everything else: close what is left.
     Closed,
+    /// COM_CHANGE_USER on a plain server hop: handed to the guarded relay.
+    HandOff,
+}
+
+/// What [`run`] leaves to its caller.
+pub enum Ran<C> {
+    /// The session is over; the bytes it moved.
+    Done(Counts),
+    /// The client sent COM_CHANGE_USER while linked to a connection over a plain
+    /// server hop. Sharing ends for good with it (see [`share_state`]); the rest of
+    /// the session, starting with `pending` (that command and whatever the client sent
+    /// after it), goes through the change-user guard (`session::change_user`) so that a
+    /// password the client sends in clear reaches the server RSA-encrypted.
+    HandOff {
+        counts: Counts,
+        client: MaybeTls<C>,
+        server: TcpStream,
+        /// The greeting of the connection (its nonce is what the server checks).
+        greeting: Vec<u8>,
+        pending: Vec<u8>,
+    },
 }
 
 /// Runs a shared session after its login until either side ends it.
@@ -156,7 +177,7 @@ pub async fn run<C>(
     server: MaybeTls<TcpStream>,
     session: &Session,
     params: Params,
-) -> Counts
+) -> Ran<C>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -285,6 +306,9 @@ where
         let Some(l) = link.as_mut() else {
             break End::Closed;
         };
+        if cin.buf.get(4) == Some(&0x11) && matches!(l.server, MaybeTls::Plain(_)) {
+            break End::HandOff;
+        }
 
         // 4. Forward the command, then relay until the response ended.
         if forward_client(l, &cin.buf[..n], &mut counts).await.is_err() {
@@ -346,7 +370,7 @@ where
             let rest = super::terminate::relay(client, l.server, params.buffer).await;
             counts.up += rest.up;
             counts.down += rest.down;
-            return counts;
+            return Ran::Done(counts);
         }
 
         // 5. What the response means for sharing.
@@ -363,6 +387,23 @@ where
         pooled::demand(&key, &account, -1);
     }
     match (end, link) {
+        (
+            End::HandOff,
+            Some(Link {
+                server: MaybeTls::Plain(server),
+                greeting,
+                ..
+            }),
+        ) => {
+            tracing::debug!(target: "routing", "connection sharing: session {id} sent COM_CHANGE_USER: sharing ends, the change-user guard takes the session");
+            return Ran::HandOff {
+                counts,
+                client,
+                server,
+                greeting,
+                pending: std::mem::take(&mut cin.buf),
+            };
+        }
         (End::Quit, Some(l)) if l.sharable() => {
             let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
             // After COM_CHANGE_USER the connection is not the login account's: park it
@@ -387,7 +428,7 @@ where
             }
         }
     }
-    counts
+    Ran::Done(counts)
 }
 
 async fn forward_client(l: &mut Link, bytes: &[u8], counts: &mut Counts) -> std::io::Result<()> {

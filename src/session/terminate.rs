@@ -206,6 +206,14 @@ fn greeting_layout(g: &[u8]) -> Option<GreetingLayout> {
     })
 }
 
+/// The 20-byte nonce of a protocol-10 greeting.
+pub fn greeting_nonce(g: &[u8]) -> Option<Vec<u8>> {
+    let l = greeting_layout(g)?;
+    let mut nonce = g.get(l.nonce1..l.nonce1 + 8)?.to_vec();
+    nonce.extend_from_slice(g.get(l.nonce2..l.nonce2 + 12)?);
+    Some(nonce)
+}
+
 fn caps_of_response(r: &[u8]) -> u32 {
     u32::from_le_bytes([r[0], r[1], r[2], r[3]])
 }
@@ -536,6 +544,10 @@ where
             }
         }
     }
+    let router_key = ctx
+        .router_key
+        .as_ref()
+        .filter(|_| !client_tls && server_tls);
     let mut sseq: u8 = 1;
     let mut ignore = 0u64;
     if let Some(cu) = &change_user {
@@ -555,7 +567,11 @@ where
         let (Some(connector), MaybeTls::Plain(raw)) = (ctx.connector.as_ref(), server) else {
             return End::ServerFailed("no TLS towards the server".into());
         };
-        server = match connector.connect(server_name(host), raw).await {
+        server = match connector
+            .get(destination)
+            .connect(server_name(host), raw)
+            .await
+        {
             Ok(s) => MaybeTls::ClientTls(Box::new(s)),
             Err(e) => {
                 let msg = format!("TLS to the server failed: {e}");
@@ -585,6 +601,14 @@ where
     // The client's next packet is its password in clear (it trusts its TLS hop), to be
     // sent RSA-encrypted over the plain server hop; the byte asks the server for its key.
     let mut clear_next: Option<u8> = None;
+    // A client without TLS doing caching_sha2 full authentication, or sha256_password
+    // after an auth switch (MySQL 9.7 switches a response that names sha256_password and
+    // asks for the key), must send its password for a TLS server hop, where the server
+    // wants it in clear: the byte with which the client will ask for a public key (it
+    // gets the router's, see `rsa::RouterKey`), then whether its next packet is the
+    // password encrypted with that key.
+    let mut key_for_client: Option<u8> = None;
+    let mut decrypt_next = false;
     loop {
         tokio::select! {
             // The answer read before (a pooled connection's switch), then the wire.
@@ -631,10 +655,16 @@ where
                             if plain_hop && plugin == SHA256 {
                                 clear_next = Some(0x01);
                             }
+                            if router_key.is_some() && plugin == SHA256 {
+                                key_for_client = Some(0x01);
+                            }
                         }
                     }
                     Some(0x01) if p.payload == [0x01, 0x04] && plugin == CACHING_SHA2 && plain_hop => {
                         clear_next = Some(0x02);
+                    }
+                    Some(0x01) if p.payload == [0x01, 0x04] && plugin == CACHING_SHA2 && router_key.is_some() => {
+                        key_for_client = Some(0x02);
                     }
                     _ => {}
                 }
@@ -658,7 +688,25 @@ where
                 counts.up += 4 + p.payload.len() as u64;
                 client_sent_more = true;
                 cseq = p.seq.wrapping_add(1);
-                let payload = if let Some(ask) = clear_next.take() {
+                if let (Some(ask), Some(key)) = (key_for_client.take(), router_key) {
+                    if p.payload == [ask] {
+                        let mut reply = vec![0x01];
+                        reply.extend_from_slice(key.public_pem());
+                        if write_packet(&mut client, cseq, &reply, &mut counts.down).await.is_err() {
+                            return End::ClientClosed { sent: true };
+                        }
+                        cseq = cseq.wrapping_add(1);
+                        decrypt_next = true;
+                        continue;
+                    }
+                }
+                let payload = if std::mem::take(&mut decrypt_next) {
+                    // Undecryptable (encrypted with another key): passed on as it came,
+                    // the server refuses it as a wrong password.
+                    router_key
+                        .and_then(|k| k.decrypt_password(&p.payload, &nonce).ok())
+                        .unwrap_or(p.payload)
+                } else if let Some(ask) = clear_next.take() {
                     match rsa_password(&mut server, &mut sseq, ask, &p.payload, &nonce).await {
                         Ok(enc) => enc,
                         Err(e) => return End::ServerFailed(e),

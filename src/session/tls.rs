@@ -1,10 +1,11 @@
 //! TLS contexts of a terminating route, built once when the route starts from its
 //! `client_ssl_*` / `server_ssl_*` options: a rustls server config for the client hop
-//! and a client config for the server hop.
+//! and client configs for the server hop (one per destination, each with its own
+//! session cache), and the router's RSA key from `client_ssl_key`.
 //!
-//! rustls (with the `ring` provider: pure Rust + assembly, no cmake, memory-safe
-//! parsing of everything a client sends) instead of OpenSSL: what that means for
-//! MySQL Router's options —
+//! rustls (memory-safe parsing of everything a client sends; the aws-lc-rs crypto
+//! provider, whose RSA signing is as fast as OpenSSL's: see Cargo.toml) instead of
+//! OpenSSL: what that means for MySQL Router's options —
 //! * `*_ssl_cipher` takes OpenSSL's names; the TLS 1.2 suites rustls has are chosen
 //!   from the list (unknown names are skipped, as OpenSSL does; none left is MySQL
 //!   Router's "no cipher match"). TLS 1.3 suites are always on, as with OpenSSL.
@@ -13,12 +14,14 @@
 //!   a WARNING says it is not used (ECDHE is).
 //! * TLS 1.0/1.1 are not offered (rustls has them not; MySQL 8.0.28+ dropped them too).
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{ring as provider, CryptoProvider};
+use rustls::crypto::{aws_lc_rs as provider, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
@@ -58,14 +61,206 @@ pub enum TlsError {
     },
 }
 
+/// TLS towards the servers: one client context per destination, as MySQL Router
+/// keeps (`DestinationTlsContext::get`), so that each destination has its own session
+/// cache. A shared cache would offer one server's session tickets to the next server
+/// of a round-robin route (all named by the same address, often), which refuses them:
+/// every handshake would be a full one.
+pub struct Connectors {
+    base: rustls::ClientConfig,
+    /// `server_ssl_session_cache_size` and `_timeout` when `server_ssl_session_cache_mode`
+    /// is on.
+    cache: Option<(usize, Duration)>,
+    per_destination: Mutex<HashMap<String, tokio_rustls::TlsConnector>>,
+}
+
+impl Connectors {
+    /// The connector for `destination` (`host:port`), made on first use.
+    pub fn get(&self, destination: &str) -> tokio_rustls::TlsConnector {
+        let mut map = self
+            .per_destination
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()); // ok: a map of Arcs, no invariant to break
+        if let Some(c) = map.get(destination) {
+            return c.clone();
+        }
+        let mut cc = self.base.clone();
+        cc.resumption = match self.cache {
+            Some((size, timeout)) => {
+                rustls::client::Resumption::store(Arc::new(SessionCache::new(size, timeout)))
+            }
+            None => rustls::client::Resumption::disabled(),
+        };
+        let c = tokio_rustls::TlsConnector::from(Arc::new(cc));
+        map.insert(destination.to_string(), c.clone());
+        c
+    }
+}
+
+/// One destination's TLS session cache, with MySQL Router's semantics: at most `size`
+/// sessions, none resumed once older than `timeout` (`server_ssl_session_cache_size`,
+/// `server_ssl_session_cache_timeout`). rustls' own in-memory cache bounds server
+/// names, not sessions, and keeps a session for the lifetime the server gave it.
+#[derive(Debug)]
+struct SessionCache {
+    size: usize,
+    timeout: Duration,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    kx_hint: Option<rustls::NamedGroup>,
+    tls12: Option<(Instant, rustls::client::Tls12ClientSessionValue)>,
+    /// Newest last.
+    tls13: VecDeque<(Instant, rustls::client::Tls13ClientSessionValue)>,
+}
+
+impl SessionCache {
+    fn new(size: usize, timeout: Duration) -> Self {
+        SessionCache {
+            size: size.max(1),
+            timeout,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()) // ok: plain data
+    }
+
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.timeout
+    }
+}
+
+impl rustls::client::ClientSessionStore for SessionCache {
+    fn set_kx_hint(&self, _: ServerName<'static>, group: rustls::NamedGroup) {
+        self.lock().kx_hint = Some(group);
+    }
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.lock().kx_hint
+    }
+    fn set_tls12_session(
+        &self,
+        _: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.lock().tls12 = Some((Instant::now(), value));
+    }
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        let mut c = self.lock();
+        match c.tls12.take() {
+            Some((at, v)) if self.fresh(at) => {
+                c.tls12 = Some((at, v.clone()));
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {
+        self.lock().tls12 = None;
+    }
+    fn insert_tls13_ticket(
+        &self,
+        _: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let mut c = self.lock();
+        if c.tls13.len() >= self.size {
+            c.tls13.pop_front();
+        }
+        c.tls13.push_back((Instant::now(), value));
+    }
+    fn take_tls13_ticket(
+        &self,
+        _: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let mut c = self.lock();
+        while let Some((at, v)) = c.tls13.pop_back() {
+            if self.fresh(at) {
+                return Some(v);
+            }
+            // Older ones are older still.
+            c.tls13.clear();
+        }
+        None
+    }
+}
+
+/// The clients' TLS sessions the router resumes, with MySQL Router's
+/// `client_ssl_session_cache_size` (sessions kept) and `_timeout` (age after which a
+/// session is not resumed); rustls' own memory cache has no age limit.
+#[derive(Debug)]
+struct ClientSessions {
+    size: usize,
+    timeout: Duration,
+    inner: Mutex<ClientSessionsInner>,
+}
+
+#[derive(Debug, Default)]
+struct ClientSessionsInner {
+    map: HashMap<Vec<u8>, (Instant, Vec<u8>)>,
+    /// Keys in insertion order (some already taken), for evicting the oldest.
+    order: VecDeque<Vec<u8>>,
+}
+
+impl ClientSessions {
+    fn new(size: usize, timeout: Duration) -> Self {
+        ClientSessions {
+            size: size.max(1),
+            timeout,
+            inner: Mutex::new(ClientSessionsInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClientSessionsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()) // ok: plain data
+    }
+}
+
+impl rustls::server::StoresServerSessions for ClientSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let mut c = self.lock();
+        while c.map.len() >= self.size {
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
+            c.map.remove(&old);
+        }
+        if c.order.len() > 2 * self.size {
+            let ClientSessionsInner { map, order } = &mut *c;
+            order.retain(|k| map.contains_key(k));
+        }
+        c.order.push_back(key.clone());
+        c.map.insert(key, (Instant::now(), value));
+        true
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let c = self.lock();
+        let (at, v) = c.map.get(key)?;
+        (at.elapsed() < self.timeout).then(|| v.clone())
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let (at, v) = self.lock().map.remove(key)?;
+        (at.elapsed() < self.timeout).then_some(v)
+    }
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
 /// What a terminating route needs for TLS.
 pub struct Contexts {
     /// TLS towards clients (absent with `client_ssl_mode = DISABLED`).
     pub acceptor: Option<tokio_rustls::TlsAcceptor>,
     /// TLS towards servers (absent with `server_ssl_mode = DISABLED`).
-    pub connector: Option<tokio_rustls::TlsConnector>,
+    pub connector: Option<Connectors>,
     /// Lines to log at WARNING once the route starts.
     pub warnings: Vec<String>,
+    /// The router's RSA key (that of `client_ssl_cert`, when RSA), for clients without
+    /// TLS whose password must reach a TLS server hop (`session::rsa::RouterKey`).
+    pub router_key: Option<super::rsa::RouterKey>,
 }
 
 fn show(p: &Option<PathBuf>) -> String {
@@ -191,6 +386,7 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 /// Builds the contexts for a terminating route.
 pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
     let mut warnings = Vec::new();
+    let mut router_key = None;
     let acceptor = match (cfg.client_mode, &cfg.client_cert, &cfg.client_key) {
         (ClientSslMode::Preferred | ClientSslMode::Required, Some(cert), Some(key)) => {
             let bad = |reason: String| TlsError::CertKey {
@@ -200,6 +396,7 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
             };
             let certs = load_certs(cert).map_err(bad)?;
             let key = load_key(key).map_err(bad)?;
+            router_key = super::rsa::RouterKey::new(&key);
             let p = provider_for(&cfg.client_cipher, &cfg.client_curves, "client")?;
             let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(p))
                 .with_safe_default_protocol_versions()
@@ -208,7 +405,10 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
                 .with_single_cert(certs, key)
                 .map_err(|e| bad(e.to_string()))?;
             sc.session_storage = if cfg.client_session_cache {
-                rustls::server::ServerSessionMemoryCache::new(cfg.client_session_cache_size)
+                Arc::new(ClientSessions::new(
+                    cfg.client_session_cache_size,
+                    cfg.client_session_cache_timeout,
+                ))
             } else {
                 Arc::new(rustls::server::NoServerSessionStorage {})
             };
@@ -227,14 +427,20 @@ pub fn build(cfg: &TlsConfig) -> Result<Contexts, TlsError> {
     let connector = if cfg.server_mode == ServerSslMode::Disabled {
         None
     } else {
-        Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(
-            cfg,
-        )?)))
+        Some(Connectors {
+            base: client_config(cfg)?,
+            cache: cfg.server_session_cache.then_some((
+                cfg.server_session_cache_size,
+                cfg.server_session_cache_timeout,
+            )),
+            per_destination: Mutex::new(HashMap::new()),
+        })
     };
     Ok(Contexts {
         acceptor,
         connector,
         warnings,
+        router_key,
     })
 }
 
@@ -318,12 +524,8 @@ fn client_config(cfg: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
         }
         _ => builder.with_no_client_auth(),
     };
-    if !cfg.server_session_cache {
-        cc.resumption = rustls::client::Resumption::disabled();
-    } else {
-        cc.resumption =
-            rustls::client::Resumption::in_memory_sessions(cfg.server_session_cache_size);
-    }
+    // Resumption is set per destination (`Connectors::get`).
+    cc.resumption = rustls::client::Resumption::disabled();
     Ok(cc)
 }
 
