@@ -15,32 +15,7 @@ use std::time::{Duration, Instant};
 /// A self-signed certificate for the router's client hop.
 fn cert() -> &'static (String, String) {
     static C: OnceLock<(String, String)> = OnceLock::new();
-    C.get_or_init(|| {
-        let dir = tmp_dir("pool-pki");
-        let st = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .current_dir(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (apt-get install openssl)");
-        assert!(st.success(), "openssl req failed");
-        let p = |f: &str| dir.join(f).display().to_string();
-        (p("cert.pem"), p("key.pem"))
-    })
+    C.get_or_init(|| common::pki::self_signed("pool-pki", &["rsa:2048"]))
 }
 
 fn server() -> &'static MariaDb {

@@ -14,27 +14,10 @@ use std::sync::OnceLock;
 fn cert() -> &'static (String, String) {
     static C: OnceLock<(String, String)> = OnceLock::new();
     C.get_or_init(|| {
-        let dir = tmp_dir("sharing-pki");
-        let st = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args([
-                "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
-            ])
-            .args(["-subj", "/CN=localhost"])
-            .current_dir(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (apt-get install openssl)");
-        assert!(st.success(), "openssl req failed");
-        let p = |f: &str| dir.join(f).display().to_string();
-        (p("cert.pem"), p("key.pem"))
+        common::pki::self_signed(
+            "sharing-pki",
+            &["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        )
     })
 }
 

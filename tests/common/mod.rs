@@ -5,6 +5,7 @@
 
 pub mod group_replication;
 pub mod mysql97;
+pub mod pki;
 pub mod reliability;
 pub mod replication;
 
