@@ -25,7 +25,7 @@ import argparse, os, re, shutil, signal, statistics, subprocess, sys, tempfile, 
 import pymysql
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import cleanup, free_port, run, spawn, wait_port  # noqa: E402
+from harness import cleanup, free_port, install_mariadb, run, spawn, wait_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,12 +51,7 @@ def build(rev):
 
 
 def start_mariadb(base):
-    d = tempfile.mkdtemp(dir=base)
-    user = ["--user=mysql"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(d, "mysql", "mysql")
-    run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data", "--auth-root-authentication-method=socket",
-         "--skip-test-db"] + user)
+    d, user = install_mariadb(base)
     port = free_port()
     spawn(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={d}/data", f"--port={port}", "--bind-address=127.0.0.1",
            f"--socket={d}/sock", f"--pid-file={d}/pid", "--skip-name-resolve", "--max-connections=3000",

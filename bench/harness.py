@@ -39,3 +39,17 @@ def cleanup():
             p.kill()
         except Exception:
             pass
+
+
+def install_mariadb(base):
+    """A fresh MariaDB data directory under `base` (its own tmpdir: a starting mariadbd
+    deletes other bootstraps' #sql files in a shared one); returns the directory and
+    the `--user` argument mariadbd needs when run as root."""
+    import os, shutil, tempfile
+    d = tempfile.mkdtemp(dir=base)
+    user = ["--user=mysql"] if os.geteuid() == 0 else []
+    if user:
+        shutil.chown(d, "mysql", "mysql")
+    run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data", "--auth-root-authentication-method=socket",
+         "--skip-test-db", f"--tmpdir={d}"] + user, env=dict(os.environ, TMPDIR=d))
+    return d, user

@@ -23,7 +23,7 @@ Needs: mariadb-server, openssl, a release build (cargo build --release --bin mys
 """
 import argparse, os, re, shutil, subprocess, tempfile
 
-from harness import cleanup, free_port, run, spawn, wait_port
+from harness import cleanup, free_port, install_mariadb, run, spawn, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
@@ -41,13 +41,7 @@ def server_of(route):
 
 
 def start_mariadb(base):
-    d = tempfile.mkdtemp(dir=base)
-    user = []
-    if os.geteuid() == 0:
-        shutil.chown(d, "mysql", "mysql")
-        user = ["--user=mysql"]
-    run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data",
-         "--auth-root-authentication-method=socket", "--skip-test-db"] + user)
+    d, user = install_mariadb(base)
     port = free_port()
     spawn(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={d}/data", f"--port={port}",
            "--bind-address=127.0.0.1", f"--socket={d}/sock", f"--pid-file={d}/pid",

@@ -11,18 +11,14 @@ Needs: mariadb-server mariadb-client sysbench haproxy (Debian). Bounded: about 8
 import argparse, datetime, os, platform, re, shutil, signal, socket, statistics
 import subprocess, sys, tempfile, time
 
-from harness import cleanup, free_port, run, spawn, wait_port
+from harness import cleanup, free_port, install_mariadb, run, spawn, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
 
 
 def start_mariadb(base):
-    d = tempfile.mkdtemp(dir=base)
-    shutil.chown(d, "mysql", "mysql") if os.geteuid() == 0 else None
-    user = ["--user=mysql"] if os.geteuid() == 0 else []
-    run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data", "--auth-root-authentication-method=socket",
-         "--skip-test-db"] + user)
+    d, user = install_mariadb(base)
     port = free_port()
     spawn(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={d}/data", f"--port={port}", "--bind-address=127.0.0.1",
            f"--socket={d}/sock", f"--pid-file={d}/pid", "--skip-name-resolve", "--max-connections=3000",

@@ -15,7 +15,7 @@ Needs: mariadb-server, openssl, cargo. Bounded: about 2 x (RAMP + SECS + 10) s.
 import argparse, os, resource, shutil, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import cleanup, free_port, run, spawn, wait_port  # noqa: E402
+from harness import cleanup, free_port, install_mariadb, run, spawn, wait_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
@@ -27,12 +27,7 @@ def raise_nofile():
 
 
 def start_mariadb(base):
-    d = tempfile.mkdtemp(dir=base)
-    user = ["--user=mysql"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(d, "mysql", "mysql")
-    run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data", "--auth-root-authentication-method=socket",
-         "--skip-test-db", f"--tmpdir={d}"] + user, env=dict(os.environ, TMPDIR=d))
+    d, user = install_mariadb(base)
     port = free_port()
     spawn(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={d}/data", f"--port={port}", "--bind-address=127.0.0.1",
            f"--socket={d}/sock", f"--pid-file={d}/pid", f"--tmpdir={d}", "--skip-name-resolve",

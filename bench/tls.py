@@ -17,7 +17,7 @@ Bounded: about rounds x 7 targets x (2 x secs + secs/2) seconds.
 import argparse, datetime, os, platform, re, shutil, signal, socket, statistics
 import subprocess, sys, tempfile, time
 
-from harness import cleanup, free_port, run, spawn, wait_port
+from harness import cleanup, free_port, install_mariadb, run, spawn, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
@@ -41,12 +41,7 @@ def certs(base):
 
 
 def start_mariadb(base, cert, key):
-    d = tempfile.mkdtemp(dir=base)
-    user = ["--user=mysql"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(d, "mysql", "mysql")
-    run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data", "--auth-root-authentication-method=socket",
-         "--skip-test-db", f"--tmpdir={d}"] + user, env=dict(os.environ, TMPDIR=d))
+    d, user = install_mariadb(base)
     port = free_port()
     spawn(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={d}/data", f"--port={port}", "--bind-address=127.0.0.1",
            f"--socket={d}/sock", f"--pid-file={d}/pid", f"--tmpdir={d}", "--skip-name-resolve",
