@@ -703,13 +703,22 @@ fn compression_works_while_the_router_terminates_tls() {
                     "--ssl-mode=REQUIRED",
                     &format!("--compression-algorithms={algo}"),
                 ],
-                "SELECT REPEAT('abc', 350000); SHOW SESSION STATUS LIKE 'Compression_algorithm'",
+                &format!(
+                    "SELECT REPEAT('abc', 350000); SELECT LENGTH('{}'); SHOW SESSION STATUS LIKE 'Compression_algorithm'",
+                    "xyz".repeat(30_000)
+                ),
             ))
             .unwrap_or_else(|e| panic!("{algo} via {port}: {e}"));
             assert_eq!(out.lines().next(), Some("abc".repeat(350_000).as_str()));
+            assert_eq!(out.lines().nth(1), Some("90000"), "{algo} via {port}");
+            // TLS on both hops: compression is end to end. A plain server hop: the
+            // router speaks it with the client and none with the server (so that it
+            // sees COM_CHANGE_USER, see session::compress).
+            let server_sees = if port == tls_hops { algo } else { "" };
             assert!(
-                out.contains(&format!("Compression_algorithm\t{algo}")),
-                "{out}"
+                out.lines()
+                    .any(|l| l == format!("Compression_algorithm\t{server_sees}")),
+                "{algo} via {port}: {out}"
             );
         }
     }
@@ -1031,7 +1040,15 @@ fn change_user_full_authentication_never_crosses_a_plain_server_hop_in_clear() {
     // authentication cache is empty: caching_sha2 full authentication inside the
     // change-user exchange. The client sends its password in clear (its hop is TLS);
     // the router must send it RSA-encrypted, as at login.
-    change_user_through("", "");
+    change_user_through("", "", false);
+}
+
+#[test]
+fn change_user_in_a_compressed_session_never_crosses_a_plain_server_hop_in_clear() {
+    // The same with protocol compression (zlib): compressed frames would hide the
+    // exchange, so the router speaks compression with the client itself and none with
+    // the plain server hop, where the change-user guard sees every packet.
+    change_user_through("", "", true);
 }
 
 #[test]
@@ -1042,10 +1059,11 @@ fn change_user_in_a_shared_session_never_crosses_a_plain_server_hop_in_clear() {
     change_user_through(
         "[connection_pool]\nmax_idle_server_connections = 4\n\n",
         "connection_sharing = 1\nconnection_sharing_delay = 0\n",
+        false,
     );
 }
 
-fn change_user_through(pool: &str, sharing: &str) {
+fn change_user_through(pool: &str, sharing: &str, compress: bool) {
     use mysql_async::prelude::Queryable;
     let _turn = mysql97_turn();
     let srv = mysql97::shared();
@@ -1073,6 +1091,7 @@ fn change_user_through(pool: &str, sharing: &str) {
         .ssl_opts(Some(
             mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
         ))
+        .compression(compress.then(mysql_async::Compression::fast))
         .into();
     let change = |user: &str, pw: &str| {
         mysql_async::ChangeUserOpts::default()

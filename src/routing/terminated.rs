@@ -11,6 +11,7 @@ use crate::config::addr::split_host_port;
 use crate::protocol::caps::flag;
 use crate::relay::Counts;
 use crate::session::change_user::Guard;
+use crate::session::compress::Compressed;
 use crate::session::stream::{MaybeTls, Prefixed};
 use crate::session::terminate::Session;
 use crate::session::terminate::{self, End, ServerSide};
@@ -75,6 +76,25 @@ impl Route {
                     tracing::debug!(target: "routing", "[{sec}] {peer} -> {addr}: reusing a pooled server connection");
                 } else if pooled::enabled() {
                     crate::stats::pool::STATS.opened();
+                }
+                if let Some(codec) = session.client_compression {
+                    // The router speaks compression with the client, none with the
+                    // (plain) server: the change-user guard sees every exchange.
+                    let client = MaybeTls::Plain(Compressed::new(client, codec));
+                    let rest = match server {
+                        MaybeTls::Plain(tcp) => {
+                            let nonce =
+                                terminate::greeting_nonce(&session.greeting).unwrap_or_default();
+                            let guarded = MaybeTls::Plain(Guard::new(tcp, session.caps, nonce));
+                            terminate::relay(client, guarded, self.cfg.net_buffer_length).await
+                        }
+                        server => {
+                            terminate::relay(client, server, self.cfg.net_buffer_length).await
+                        }
+                    };
+                    counts.up += rest.up;
+                    counts.down += rest.down;
+                    return Ok(counts);
                 }
                 let sharing = self.cfg.connection_sharing
                     && crate::config::route::sharing_ignored(sec, &self.cfg.tls).is_none()

@@ -10,8 +10,9 @@
 //!
 //! Outside a change-user exchange the guard only follows the client's packet headers
 //! (no copy of payloads): bytes go through unchanged, one write per client write. It is
-//! used for sessions without protocol compression: compressed frames hide the packets,
-//! so a compressed session's COM_CHANGE_USER is not followed (a gap, in README). A client that sends a COM_CHANGE_USER before the previous command's
+//! used on uncompressed server hops only: a TLS client over a plain server hop that
+//! asks for compression gets it from the router on its own hop (`compress`), the server
+//! hop has none. A client that sends a COM_CHANGE_USER before the previous command's
 //! response ended (pipelining) is not supported: the guard takes the server's next
 //! packets as the change-user exchange.
 

@@ -7,6 +7,8 @@
 //! * [`terminate`]: the terminated handshake and the relay after it.
 //! * [`stream`]: a hop that is plain or TLS.
 //! * [`change_user`]: the same for COM_CHANGE_USER after the login.
+//! * [`compress`]: protocol compression the router terminates on the client hop (TLS
+//!   clients over a plain server hop, so that `change_user` can see their exchanges).
 //! * [`rsa`]: the password encryption of caching_sha2 full authentication over a
 //!   plain server hop.
 //! * [`pool`]: the pool's policy (keys, warmest-first, idle timeout, the global bound),
@@ -20,6 +22,7 @@
 //!   holds a session (the statement classifier and the response policy), pure.
 
 pub mod change_user;
+pub mod compress;
 pub mod pool;
 pub mod pool_auth;
 pub mod pool_relay;

@@ -31,6 +31,7 @@ use crate::protocol::caps::flag;
 use crate::protocol::errors;
 use crate::relay::Counts;
 
+use super::compress::Codec;
 use super::pool::{self, Key};
 use super::pool_auth;
 use super::pooled::{self, Parked};
@@ -98,12 +99,16 @@ pub struct Session {
     pub user: Vec<u8>,
     pub schema: Vec<u8>,
     pub charset: u8,
+    /// Compression the router speaks with the client itself, the server hop having
+    /// none (a TLS client over a plain server hop; see `compress`).
+    pub client_compression: Option<Codec>,
 }
 
 impl Session {
     /// Whether the server connection may be parked when the client quits.
     pub fn poolable(&self) -> bool {
         (self.client_tls || self.renews_nonce)
+            && self.client_compression.is_none()
             && self.key.caps & flag::PLUGIN_AUTH != 0
             && self.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0
     }
@@ -499,13 +504,23 @@ where
     };
     let renews_nonce = pool_auth::renews_nonce(&original_greeting, destination);
     let (user, schema, charset) = pool_auth::identity(&response).unwrap_or_default();
+    // A TLS client over a plain server hop: compression is the router's on the client
+    // hop, none towards the server, so that COM_CHANGE_USER stays visible (`compress`).
+    let client_compression = (client_tls && !server_tls && change_user.is_none())
+        .then(|| compression_of(&response, server_caps))
+        .flatten();
+    let compression_bits = match client_compression {
+        Some(_) => flag::COMPRESS | flag::ZSTD_COMPRESSION,
+        None => 0,
+    };
     let session = Session {
         user,
         schema,
         charset,
+        client_compression,
         key,
         greeting: original_greeting,
-        caps: client_caps & (server_caps | flag::SSL),
+        caps: client_caps & (server_caps | flag::SSL) & !compression_bits,
         client_tls,
         reused: change_user.is_some(),
         renews_nonce,
@@ -532,6 +547,12 @@ where
         false => response,
     };
     set_ssl_bit(&mut response, server_tls);
+    if session.client_compression.is_some() {
+        match without_compression(&response) {
+            Some(r) => response = r,
+            None => return bad("a malformed handshake response"),
+        }
+    }
     // sha256_password named in the response of a TLS client carries the password in
     // clear: on a plain server hop, ask for the server's key instead and send the
     // password encrypted when it arrives.
@@ -754,6 +775,54 @@ fn replace_auth_data(r: &[u8], data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((out, old))
 }
 
+/// Where a HandshakeResponse41's fields end (after the attributes, or the plugin
+/// name, or the schema): the zstd compression level, when asked for, comes next.
+fn end_of_fields(r: &[u8]) -> Option<usize> {
+    let caps = caps_of_response(r) as u64;
+    let (_, _, mut i, _) = auth_data_span(r)?;
+    let cstr_end = |i: usize| r.get(i..)?.iter().position(|&b| b == 0).map(|n| i + n + 1);
+    if caps & flag::CONNECT_WITH_DB != 0 {
+        i = cstr_end(i)?;
+    }
+    if caps & flag::PLUGIN_AUTH != 0 {
+        // Some clients end the packet without the plugin's NUL.
+        i = cstr_end(i).unwrap_or(r.len());
+    }
+    if caps & flag::CONNECT_ATTRS != 0 && i < r.len() {
+        let (n, used) = crate::protocol::frame::lenenc_int(r.get(i..)?)?;
+        i = (i + used).checked_add(usize::try_from(n).ok()?)?;
+    }
+    (i <= r.len()).then_some(i)
+}
+
+/// The compression a response asks for and the greeting offered: zlib
+/// (`CLIENT_COMPRESS`, which the server prefers) or zstd with the response's level.
+fn compression_of(r: &[u8], server_caps: u64) -> Option<Codec> {
+    let caps = caps_of_response(r) as u64 & server_caps;
+    if caps & flag::COMPRESS != 0 {
+        Some(Codec::Zlib)
+    } else if caps & flag::ZSTD_COMPRESSION != 0 {
+        let level = end_of_fields(r)
+            .and_then(|i| r.get(i).copied())
+            .unwrap_or(3);
+        Some(Codec::Zstd(level as i32))
+    } else {
+        None
+    }
+}
+
+/// The response asking for no compression (and without the zstd level).
+fn without_compression(r: &[u8]) -> Option<Vec<u8>> {
+    let caps = caps_of_response(r) as u64;
+    let mut out = r.to_vec();
+    if caps & flag::ZSTD_COMPRESSION != 0 {
+        out.truncate(end_of_fields(r)?);
+    }
+    let c = caps & !(flag::COMPRESS | flag::ZSTD_COMPRESSION);
+    out[..4].copy_from_slice(&(c as u32).to_le_bytes());
+    Some(out)
+}
+
 /// The auth plugin a HandshakeResponse41 names, if it names one.
 fn response_plugin(r: &[u8]) -> Option<&[u8]> {
     let caps = caps_of_response(r) as u64;
@@ -843,4 +912,54 @@ where
         }
     }
     let _ = to.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A HandshakeResponse41 with a schema, a plugin, attributes and, with zstd, the
+    /// level byte after them.
+    fn response(caps: u64, level: Option<u8>) -> Vec<u8> {
+        let c = caps
+            | flag::PROTOCOL_41
+            | flag::SECURE_CONNECTION
+            | flag::PLUGIN_AUTH
+            | flag::CONNECT_WITH_DB
+            | flag::CONNECT_ATTRS
+            | if level.is_some() {
+                flag::ZSTD_COMPRESSION
+            } else {
+                0
+            };
+        let mut r = (c as u32).to_le_bytes().to_vec();
+        r.extend_from_slice(&(1u32 << 24).to_le_bytes());
+        r.push(255);
+        r.extend_from_slice(&[0; 23]);
+        r.extend_from_slice(b"u\0");
+        r.push(3);
+        r.extend_from_slice(b"abc");
+        r.extend_from_slice(b"db\0caching_sha2_password\0");
+        r.extend_from_slice(&[4, 1, b'k', 1, b'v']);
+        r.extend(level);
+        r
+    }
+
+    #[test]
+    fn compression_is_read_from_the_response_and_taken_off_it() {
+        let offered = flag::COMPRESS | flag::ZSTD_COMPRESSION;
+        let z = response(0, Some(7));
+        assert_eq!(compression_of(&z, offered), Some(Codec::Zstd(7)));
+        assert_eq!(compression_of(&z, flag::COMPRESS), None);
+        let plain = without_compression(&z).unwrap();
+        assert_eq!(plain[4..], response(0, None)[4..], "the level byte dropped");
+        assert_eq!(caps_of_response(&plain) as u64 & offered, 0);
+        assert_eq!(plain.len(), z.len() - 1);
+        let zl = response(flag::COMPRESS, None);
+        assert_eq!(compression_of(&zl, offered), Some(Codec::Zlib));
+        let plain = without_compression(&zl).unwrap();
+        assert_eq!(plain.len(), zl.len());
+        assert_eq!(caps_of_response(&plain) as u64 & flag::COMPRESS, 0);
+        assert_eq!(compression_of(&response(0, None), offered), None);
+    }
 }
