@@ -149,12 +149,17 @@ struct Packet {
 
 async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<Packet>> {
     let mut hdr = [0u8; 4];
-    // A clean end before a new packet is `None`; an end inside one is an error.
-    let n = r.read(&mut hdr[..1]).await?;
-    if n == 0 {
-        return Ok(None);
+    // A clean end before a new packet is `None`; an end inside one is an error. The
+    // header comes in one read when it is there (never more than the header: what
+    // follows the handshake belongs to the relay).
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut hdr[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
     }
-    r.read_exact(&mut hdr[1..]).await?;
     let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
     if len > MAX_HANDSHAKE_PACKET {
         return Err(std::io::Error::new(
