@@ -312,24 +312,32 @@ fn fuzz_compressed_frames() {
         .enable_time()
         .build()
         .unwrap();
-    fuzz_with("compressed", &[&[0x78, 0x9c], &[0x28, 0xb5, 0x2f, 0xfd]], |input| {
-        let Some((&which, wire)) = input.split_first() else {
-            return Ok(());
-        };
-        let codec = if which & 1 == 0 { Codec::Zlib } else { Codec::Zstd(3) };
-        rt.block_on(async {
-            let mut r = Compressed::new(wire, codec);
-            let mut out = Vec::new();
-            let got = tokio::time::timeout(Duration::from_secs(2), r.read_to_end(&mut out))
-                .await
-                .map_err(|_| "hang".to_string())?;
-            // Every frame's uncompressed size is at most 16 MiB and frames need 7 bytes.
-            if got.is_ok() && out.len() > (wire.len() / 7 + 1) * 0xFF_FFFF {
-                return Err(format!("{} bytes out of {}", out.len(), wire.len()));
-            }
-            Ok(())
-        })
-    });
+    fuzz_with(
+        "compressed",
+        &[&[0x78, 0x9c], &[0x28, 0xb5, 0x2f, 0xfd]],
+        |input| {
+            let Some((&which, wire)) = input.split_first() else {
+                return Ok(());
+            };
+            let codec = if which & 1 == 0 {
+                Codec::Zlib
+            } else {
+                Codec::Zstd(3)
+            };
+            rt.block_on(async {
+                let mut r = Compressed::new(wire, codec);
+                let mut out = Vec::new();
+                let got = tokio::time::timeout(Duration::from_secs(2), r.read_to_end(&mut out))
+                    .await
+                    .map_err(|_| "hang".to_string())?;
+                // Every frame's uncompressed size is at most 16 MiB and frames need 7 bytes.
+                if got.is_ok() && out.len() > (wire.len() / 7 + 1) * 0xFF_FFFF {
+                    return Err(format!("{} bytes out of {}", out.len(), wire.len()));
+                }
+                Ok(())
+            })
+        },
+    );
 }
 
 /// The terminating handshake (client_ssl_mode and server_ssl_mode DISABLED) over

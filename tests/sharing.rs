@@ -269,6 +269,92 @@ fn mysql97_sessions_share_and_keep_their_state() {
     assert_eq!(text, "sh97a\t+06:00\n1\n2\n2\n", "{text}");
 }
 
+/// Clients without TLS are shared where the server gives every COM_CHANGE_USER a new
+/// nonce (MySQL; see `plain_clients_are_not_shared` for MariaDB): two mysql_async
+/// sessions over plain TCP (caching_sha2 full authentication with the server's RSA key
+/// on the first login), one server connection kept idle, keep their own schema and
+/// time zone while they move between server connections.
+#[test]
+fn mysql97_plain_clients_are_shared_and_keep_their_state() {
+    use common::mysql97;
+    use mysql_async::prelude::Queryable;
+    let srv = mysql97::shared();
+    srv.admin("CREATE DATABASE IF NOT EXISTS sh97a; CREATE DATABASE IF NOT EXISTS sh97b;");
+    let (c, k) = cert();
+    let port = free_port();
+    let body = format!(
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 1\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\n",
+        srv.addr()
+    );
+    let r = Router::start_with(&body, &[port], "debug", &[]);
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .prefer_socket(false)
+        .user(Some("sha2"))
+        .pass(Some("sha2pw"))
+        .into();
+    let rt = common::rt();
+    let (seen, ids) = rt.block_on(async {
+        let mut a = mysql_async::Conn::new(opts.clone()).await.expect("login a");
+        let mut b = mysql_async::Conn::new(opts.clone()).await.expect("login b");
+        a.query_drop("USE sh97a").await.unwrap();
+        a.query_drop("SET time_zone = '+05:00'").await.unwrap();
+        b.query_drop("USE sh97b").await.unwrap();
+        b.query_drop("SET time_zone = '+03:00'").await.unwrap();
+        let mut seen = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..10 {
+            for (c, name) in [(&mut a, "a"), (&mut b, "b")] {
+                let row: Option<(String, String, u64)> = c
+                    .query_first("SELECT DATABASE(), @@time_zone, CONNECTION_ID()")
+                    .await
+                    .unwrap();
+                let (db, tz, id) = row.expect("a row");
+                ids.insert((name, id));
+                seen.push((name, db, tz));
+            }
+        }
+        // COM_CHANGE_USER ends sharing for that session; the rest of it is relayed
+        // (no change-user guard for a client that never sends a password in clear).
+        a.change_user(
+            mysql_async::ChangeUserOpts::default()
+                .with_user(Some("sha2".into()))
+                .with_pass(Some("sha2pw".into())),
+        )
+        .await
+        .expect("change user");
+        let who: Option<String> = a.query_first("SELECT CURRENT_USER()").await.unwrap();
+        assert_eq!(who.as_deref(), Some("sha2@%"));
+        a.disconnect().await.unwrap();
+        b.disconnect().await.unwrap();
+        (seen, ids)
+    });
+    for (name, db, tz) in &seen {
+        let want = if *name == "a" {
+            ("sh97a", "+05:00")
+        } else {
+            ("sh97b", "+03:00")
+        };
+        assert_eq!((db.as_str(), tz.as_str()), want, "{name}: {seen:?}");
+    }
+    let on = |who: &str| -> std::collections::HashSet<u64> {
+        ids.iter()
+            .filter(|(n, _)| *n == who)
+            .map(|(_, id)| *id)
+            .collect()
+    };
+    assert!(
+        on("a").intersection(&on("b")).count() > 0,
+        "the two sessions never used the same server connection: {ids:?}"
+    );
+    assert!(
+        r.log_text().contains("moved to another server connection"),
+        "no session moved: {}",
+        r.log_text()
+    );
+}
+
 /// SIGKILL of a whole server: the sessions on it get an error at their next statement
 /// (no hang), the sessions of another route's server keep their state, the router lives.
 #[test]

@@ -100,9 +100,9 @@ impl Route {
                     && crate::config::route::sharing_ignored(sec, &self.cfg.tls).is_none()
                     && pooled::enabled()
                     && session.poolable()
-                    // Plain clients' connections saw their nonce in clear: never shared
-                    // (see session::share and README "Connection sharing").
-                    && session.client_tls
+                    // A plain client saw its connection's nonce in clear: shared only on
+                    // a server that renews it (MySQL), as for parking (session::pool_auth).
+                    && (session.client_tls || session.renews_nonce)
                     && !session.user.is_empty();
                 if sharing {
                     let params = share::Params {
@@ -123,27 +123,37 @@ impl Route {
                             pending,
                         } => {
                             // COM_CHANGE_USER on a plain server hop: the rest of the
-                            // session unshared, through the change-user guard.
+                            // session unshared, through the change-user guard when the
+                            // client is TLS (a plain client never sends its password in
+                            // clear: it encrypts with the server's key itself).
                             counts.up += before.up;
                             counts.down += before.down;
-                            let nonce = terminate::greeting_nonce(&greeting).unwrap_or_default();
-                            let guarded = MaybeTls::Plain(Guard::new(server, session.caps, nonce));
                             let client = MaybeTls::Plain(Prefixed::new(pending, client));
                             let session = Session {
                                 greeting,
                                 ..session
                             };
-                            relay_session(
-                                client,
-                                guarded,
-                                session,
-                                self.cfg.net_buffer_length,
-                                |s| match s {
+                            let buffer = self.cfg.net_buffer_length;
+                            if session.client_tls {
+                                let nonce = terminate::greeting_nonce(&session.greeting)
+                                    .unwrap_or_default();
+                                let guarded =
+                                    MaybeTls::Plain(Guard::new(server, session.caps, nonce));
+                                relay_session(client, guarded, session, buffer, |s| match s {
                                     MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
                                     _ => None,
-                                },
-                            )
-                            .await
+                                })
+                                .await
+                            } else {
+                                relay_session(
+                                    client,
+                                    MaybeTls::Plain(server),
+                                    session,
+                                    buffer,
+                                    Some,
+                                )
+                                .await
+                            }
                         }
                     };
                     counts.up += rest.up;

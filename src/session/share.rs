@@ -1,5 +1,6 @@
 //! Connection sharing (`connection_sharing = 1` on a TLS-terminating route with a
-//! `[connection_pool]`): a session's server connection goes back to the pool while
+//! `[connection_pool]`; TLS clients, and plain clients of servers that renew their
+//! nonce, as `pool_auth` says): a session's server connection goes back to the pool while
 //! the client is idle, and its next command runs on a pooled connection of the same
 //! destination and account with the session restored.
 //!
