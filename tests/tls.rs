@@ -752,6 +752,66 @@ fn prepared_statements_and_rows_over_16_mib_through_tls() {
     });
 }
 
+/// A TLS client asking for compression over a plain server hop: the router speaks
+/// the compressed protocol with the client and none with the server. 17 MB of text-like
+/// bytes go up and come back byte for byte (frames of 16 MiB - 1 and
+/// more), a 17 MB row comes down, and the server's session is not compressed.
+#[test]
+fn rows_over_16_mib_through_compression_the_router_terminates() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start_with(
+        &route(
+            "cz",
+            port,
+            &srv.addr(),
+            &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
+        ),
+        &[port],
+        "debug",
+        &[],
+    );
+    common::rt().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(common::opts(port))
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+            ))
+            .compression(Some(mysql_async::Compression::fast()))
+            .max_allowed_packet(Some(64 << 20))
+            .into();
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        // Text-like bytes (a 4 KiB pseudo-random block over and over: zlib shrinks it).
+        // Bytes that do not compress at all are sent truncated by mysql_common 0.37's
+        // compressor (its output buffer stops at the input's length), which the server
+        // refuses as well when no router is in between.
+        let mut x: u32 = 12345;
+        let block: Vec<u8> = (0..4096)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                b'a' + ((x >> 16) % 26) as u8
+            })
+            .collect();
+        let up: Vec<u8> = block.iter().copied().cycle().take(17_000_000).collect();
+        let back: Option<Vec<u8>> = c.exec_first("SELECT ?", (up.clone(),)).await.unwrap();
+        assert!(
+            back.as_deref() == Some(&up[..]),
+            "the 17 MB value came back changed"
+        );
+        let row: Option<Vec<u8>> = c.query_first("SELECT REPEAT('z', 17000000)").await.unwrap();
+        assert_eq!(
+            row.map(|r| (r.len(), r.iter().all(|&b| b == b'z'))),
+            Some((17_000_000, true))
+        );
+        let comp: Option<(String, String)> = c
+            .query_first("SHOW SESSION STATUS LIKE 'Compression'")
+            .await
+            .unwrap();
+        assert_eq!(comp.map(|c| c.1), Some("OFF".to_string()), "the server hop");
+        c.disconnect().await.unwrap();
+    });
+}
+
 // --- bad input on a terminating route, other clients and auth methods ---------------
 
 /// Connects, reads the greeting, sends `bytes`, returns what came back (bounded).
@@ -853,6 +913,52 @@ c.close()
     );
     assert!(out.contains("connector True"), "{out}");
     assert!(out.contains("rows 100000"), "{out}");
+}
+
+/// mysql-connector-python (pure) with compression over a plain server hop, where the
+/// router frames the compressed protocol itself: that client reads a packet across two
+/// compressed frames at most (as servers frame them), so the router must not spread one
+/// over more. Prepared statements with a 100 KB value both ways, a 300 KB row.
+#[test]
+fn mysql_connector_with_compression_the_router_terminates() {
+    let srv = tls_server();
+    let port = free_port();
+    let _r = Router::start(
+        &route(
+            "pyz",
+            port,
+            &srv.addr(),
+            &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
+        ),
+        &[port],
+    );
+    let script = format!(
+        r#"
+import mysql.connector
+c = mysql.connector.connect(host="127.0.0.1", port={port}, user="t", password="t",
+                            ssl_verify_cert=False, use_pure=True, compress=True,
+                            connection_timeout=20, read_timeout=20)
+cur = c.cursor(prepared=True)
+cur.execute("SELECT ?, LENGTH(?)", (b"x" * 100000, b"y" * 100000))
+v, n = cur.fetchone()
+print("prepared", len(v), n)
+cur = c.cursor()
+cur.execute("SELECT REPEAT('p', 300000), 7")
+r = cur.fetchone()
+print("rows", len(r[0]), r[1])
+cur.execute("SHOW SESSION STATUS LIKE 'Compression'")
+print("server", cur.fetchone()[1])
+c.close()
+"#
+    );
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    let out = ok_text(&o);
+    assert!(out.contains("prepared 100000 100000"), "{out}");
+    assert!(out.contains("rows 300000 7"), "{out}");
+    assert!(out.contains("server OFF"), "{out}");
 }
 
 #[test]
