@@ -223,6 +223,45 @@ fn sessions_reuse_parked_connections_and_the_server_sees_no_new_ones() {
     assert!(r.log_text().contains("reusing a pooled server connection"));
 }
 
+/// TLS clients with protocol compression over the plain server hop: the router speaks
+/// compression with them and none with the server, so their server connections are
+/// plain classic sessions that park and are reused like any other (mysql_async, zlib).
+#[test]
+fn compressed_tls_sessions_reuse_parked_connections() {
+    use mysql_async::prelude::Queryable;
+    let (r, port) = router("max_idle_server_connections = 4\nidle_timeout = 60");
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(common::opts(port))
+        .user(Some("pb"))
+        .pass(Some("pb"))
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+        ))
+        .compression(Some(mysql_async::Compression::default()))
+        .into();
+    let ids: Vec<(u64, usize)> = common::rt().block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            let mut c = mysql_async::Conn::new(opts.clone()).await.expect("login");
+            let row: Option<(u64, String)> = c
+                .query_first(format!("SELECT CONNECTION_ID(), REPEAT('c', {})", 1000 * i))
+                .await
+                .unwrap();
+            let (id, s) = row.expect("a row");
+            ids.push((id, s.len()));
+            c.disconnect().await.unwrap();
+        }
+        ids
+    });
+    for (i, (_, n)) in ids.iter().enumerate() {
+        assert_eq!(*n, 1000 * i);
+    }
+    // A quitting client's connection is parked after its reset, which may end just
+    // after the next client arrived: two server connections at most for six sessions.
+    let distinct: std::collections::HashSet<u64> = ids.iter().map(|(id, _)| *id).collect();
+    assert!(distinct.len() <= 2, "{ids:?}\nlog:\n{}", r.log_text());
+    assert!(r.log_text().contains("reusing a pooled server connection"));
+}
+
 /// MariaDB answers every COM_CHANGE_USER with the connection's own nonce, so a plain
 /// client's token (sent in clear) could be replayed on a pooled connection: plain
 /// clients get fresh connections and theirs are not parked. The pooled connection they

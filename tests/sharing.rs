@@ -277,30 +277,65 @@ fn mysql97_sessions_share_and_keep_their_state() {
 #[test]
 fn mysql97_plain_clients_are_shared_and_keep_their_state() {
     use common::mysql97;
-    use mysql_async::prelude::Queryable;
     let srv = mysql97::shared();
     srv.admin("CREATE DATABASE IF NOT EXISTS sh97a; CREATE DATABASE IF NOT EXISTS sh97b;");
+    two_sessions_share(&srv.addr(), "sha2", "sha2pw", ("sh97a", "sh97b"), None);
+}
+
+/// TLS clients with protocol compression over a plain server hop (the router speaks
+/// the compression, the server hop has none) are shared like any other: MariaDB,
+/// mysql_async with zlib.
+#[test]
+fn compressed_tls_sessions_are_shared_and_keep_their_state() {
+    let srv = server();
+    two_sessions_share(
+        &srv.addr(),
+        "sh",
+        "sh",
+        ("sh1", "sh2"),
+        Some(mysql_async::Compression::default()),
+    );
+}
+
+/// Two sessions of `user` on a sharing route to `dest` (plain server hop, one idle
+/// connection kept), TLS and compressed when `compression` is given: each keeps its
+/// schema and time zone through ten rounds, both use one server connection in turn,
+/// and a COM_CHANGE_USER afterwards works (sharing ends for that session).
+fn two_sessions_share(
+    dest: &str,
+    user: &str,
+    pass: &str,
+    dbs: (&str, &str),
+    compression: Option<mysql_async::Compression>,
+) {
+    use mysql_async::prelude::Queryable;
     let (c, k) = cert();
     let port = free_port();
     let body = format!(
-        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 1\n\n[routing:share]\nbind_port = {port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\n",
-        srv.addr()
+        "[io]\nthreads = 1\n\n[connection_pool]\nmax_idle_server_connections = 1\n\n[routing:share]\nbind_port = {port}\ndestinations = {dest}\nrouting_strategy = first-available\nclient_ssl_mode = PREFERRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\nconnection_sharing = 1\nconnection_sharing_delay = 0\n"
     );
     let r = Router::start_with(&body, &[port], "debug", &[]);
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+    let mut b = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)
         .prefer_socket(false)
-        .user(Some("sha2"))
-        .pass(Some("sha2pw"))
-        .into();
+        .user(Some(user))
+        .pass(Some(pass));
+    if compression.is_some() {
+        b = b
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+            ))
+            .compression(compression);
+    }
+    let opts: mysql_async::Opts = b.into();
     let rt = common::rt();
     let (seen, ids) = rt.block_on(async {
         let mut a = mysql_async::Conn::new(opts.clone()).await.expect("login a");
         let mut b = mysql_async::Conn::new(opts.clone()).await.expect("login b");
-        a.query_drop("USE sh97a").await.unwrap();
+        a.query_drop(format!("USE {}", dbs.0)).await.unwrap();
         a.query_drop("SET time_zone = '+05:00'").await.unwrap();
-        b.query_drop("USE sh97b").await.unwrap();
+        b.query_drop(format!("USE {}", dbs.1)).await.unwrap();
         b.query_drop("SET time_zone = '+03:00'").await.unwrap();
         let mut seen = Vec::new();
         let mut ids = std::collections::HashSet::new();
@@ -316,25 +351,25 @@ fn mysql97_plain_clients_are_shared_and_keep_their_state() {
             }
         }
         // COM_CHANGE_USER ends sharing for that session; the rest of it is relayed
-        // (no change-user guard for a client that never sends a password in clear).
+        // (with the change-user guard for a TLS client).
         a.change_user(
             mysql_async::ChangeUserOpts::default()
-                .with_user(Some("sha2".into()))
-                .with_pass(Some("sha2pw".into())),
+                .with_user(Some(user.into()))
+                .with_pass(Some(pass.into())),
         )
         .await
         .expect("change user");
         let who: Option<String> = a.query_first("SELECT CURRENT_USER()").await.unwrap();
-        assert_eq!(who.as_deref(), Some("sha2@%"));
+        assert_eq!(who, Some(format!("{user}@%")));
         a.disconnect().await.unwrap();
         b.disconnect().await.unwrap();
         (seen, ids)
     });
     for (name, db, tz) in &seen {
         let want = if *name == "a" {
-            ("sh97a", "+05:00")
+            (dbs.0, "+05:00")
         } else {
-            ("sh97b", "+03:00")
+            (dbs.1, "+03:00")
         };
         assert_eq!((db.as_str(), tz.as_str()), want, "{name}: {seen:?}");
     }

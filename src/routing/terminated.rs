@@ -77,111 +77,15 @@ impl Route {
                 } else if pooled::enabled() {
                     crate::stats::pool::STATS.opened();
                 }
-                if let Some(codec) = session.client_compression {
+                let buffer = self.cfg.net_buffer_length;
+                let rest = match session.client_compression {
                     // The router speaks compression with the client, none with the
                     // (plain) server: the change-user guard sees every exchange.
-                    let client = MaybeTls::Plain(Compressed::new(client, codec));
-                    let rest = match server {
-                        MaybeTls::Plain(tcp) => {
-                            let nonce =
-                                terminate::greeting_nonce(&session.greeting).unwrap_or_default();
-                            let guarded = MaybeTls::Plain(Guard::new(tcp, session.caps, nonce));
-                            terminate::relay(client, guarded, self.cfg.net_buffer_length).await
-                        }
-                        server => {
-                            terminate::relay(client, server, self.cfg.net_buffer_length).await
-                        }
-                    };
-                    counts.up += rest.up;
-                    counts.down += rest.down;
-                    return Ok(counts);
-                }
-                let sharing = self.cfg.connection_sharing
-                    && crate::config::route::sharing_ignored(sec, &self.cfg.tls).is_none()
-                    && pooled::enabled()
-                    && session.poolable()
-                    // A plain client saw its connection's nonce in clear: shared only on
-                    // a server that renews it (MySQL), as for parking (session::pool_auth).
-                    && (session.client_tls || session.renews_nonce)
-                    && !session.user.is_empty();
-                if sharing {
-                    let params = share::Params {
-                        delay: self.cfg.connection_sharing_delay,
-                        wait: self
-                            .cfg
-                            .connect_timeout
-                            .max(std::time::Duration::from_secs(1)),
-                        buffer: self.cfg.net_buffer_length,
-                    };
-                    let rest = match share::run(client, server, &session, params).await {
-                        share::Ran::Done(rest) => rest,
-                        share::Ran::HandOff {
-                            counts: before,
-                            client,
-                            server,
-                            greeting,
-                            pending,
-                        } => {
-                            // COM_CHANGE_USER on a plain server hop: the rest of the
-                            // session unshared, through the change-user guard when the
-                            // client is TLS (a plain client never sends its password in
-                            // clear: it encrypts with the server's key itself).
-                            counts.up += before.up;
-                            counts.down += before.down;
-                            let client = MaybeTls::Plain(Prefixed::new(pending, client));
-                            let session = Session {
-                                greeting,
-                                ..session
-                            };
-                            let buffer = self.cfg.net_buffer_length;
-                            if session.client_tls {
-                                let nonce = terminate::greeting_nonce(&session.greeting)
-                                    .unwrap_or_default();
-                                let guarded =
-                                    MaybeTls::Plain(Guard::new(server, session.caps, nonce));
-                                relay_session(client, guarded, session, buffer, |s| match s {
-                                    MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
-                                    _ => None,
-                                })
-                                .await
-                            } else {
-                                relay_session(
-                                    client,
-                                    MaybeTls::Plain(server),
-                                    session,
-                                    buffer,
-                                    Some,
-                                )
-                                .await
-                            }
-                        }
-                    };
-                    counts.up += rest.up;
-                    counts.down += rest.down;
-                    return Ok(counts);
-                }
-                // A TLS client over a plain server hop: its COM_CHANGE_USERs get the
-                // login's RSA treatment (`session::change_user`).
-                let guard = session.client_tls
-                    && !session.key.server_tls
-                    && session.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0;
-                let rest = match server {
-                    MaybeTls::Plain(tcp) if guard => {
-                        let nonce =
-                            terminate::greeting_nonce(&session.greeting).unwrap_or_default();
-                        let guarded = MaybeTls::Plain(Guard::new(tcp, session.caps, nonce));
-                        relay_session(client, guarded, session, self.cfg.net_buffer_length, |s| {
-                            match s {
-                                MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
-                                _ => None,
-                            }
-                        })
-                        .await
+                    Some(codec) => {
+                        let client = MaybeTls::Plain(Compressed::new(client, codec));
+                        self.after_login(client, server, session, buffer).await
                     }
-                    server => {
-                        relay_session(client, server, session, self.cfg.net_buffer_length, Some)
-                            .await
-                    }
+                    None => self.after_login(client, server, session, buffer).await,
                 };
                 counts.up += rest.up;
                 counts.down += rest.down;
@@ -211,6 +115,98 @@ impl Route {
             self.count_failure(ip, peer);
         }
         Ok(counts)
+    }
+
+    /// The session after its login: shared, pooled or plainly relayed, with the
+    /// change-user guard where the client is TLS and the server hop plain. `client` is
+    /// the client's stream as the session speaks it (compression undone).
+    async fn after_login<C>(
+        &self,
+        client: MaybeTls<C>,
+        server: MaybeTls<TcpStream>,
+        session: Session,
+        buffer: usize,
+    ) -> Counts
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let sec = &self.cfg.section;
+        let mut counts = Counts::default();
+        let sharing = self.cfg.connection_sharing
+            && crate::config::route::sharing_ignored(sec, &self.cfg.tls).is_none()
+            && pooled::enabled()
+            && session.poolable()
+            // A plain client saw its connection's nonce in clear: shared only on
+            // a server that renews it (MySQL), as for parking (session::pool_auth).
+            && (session.client_tls || session.renews_nonce)
+            && !session.user.is_empty();
+        if sharing {
+            let params = share::Params {
+                delay: self.cfg.connection_sharing_delay,
+                wait: self
+                    .cfg
+                    .connect_timeout
+                    .max(std::time::Duration::from_secs(1)),
+                buffer,
+            };
+            let rest = match share::run(client, server, &session, params).await {
+                share::Ran::Done(rest) => rest,
+                share::Ran::HandOff {
+                    counts: before,
+                    client,
+                    server,
+                    greeting,
+                    pending,
+                } => {
+                    // COM_CHANGE_USER on a plain server hop: the rest of the
+                    // session unshared, through the change-user guard when the
+                    // client is TLS (a plain client never sends its password in
+                    // clear: it encrypts with the server's key itself).
+                    counts.up += before.up;
+                    counts.down += before.down;
+                    let client = MaybeTls::Plain(Prefixed::new(pending, client));
+                    let session = Session {
+                        greeting,
+                        ..session
+                    };
+                    if session.client_tls {
+                        let nonce =
+                            terminate::greeting_nonce(&session.greeting).unwrap_or_default();
+                        let guarded = MaybeTls::Plain(Guard::new(server, session.caps, nonce));
+                        relay_session(client, guarded, session, buffer, |s| match s {
+                            MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
+                            _ => None,
+                        })
+                        .await
+                    } else {
+                        relay_session(client, MaybeTls::Plain(server), session, buffer, Some).await
+                    }
+                }
+            };
+            counts.up += rest.up;
+            counts.down += rest.down;
+            return counts;
+        }
+        // A TLS client over a plain server hop: its COM_CHANGE_USERs get the
+        // login's RSA treatment (`session::change_user`).
+        let guard = session.client_tls
+            && !session.key.server_tls
+            && session.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0;
+        let rest = match server {
+            MaybeTls::Plain(tcp) if guard => {
+                let nonce = terminate::greeting_nonce(&session.greeting).unwrap_or_default();
+                let guarded = MaybeTls::Plain(Guard::new(tcp, session.caps, nonce));
+                relay_session(client, guarded, session, buffer, |s| match s {
+                    MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
+                    _ => None,
+                })
+                .await
+            }
+            server => relay_session(client, server, session, buffer, Some).await,
+        };
+        counts.up += rest.up;
+        counts.down += rest.down;
+        counts
     }
 }
 

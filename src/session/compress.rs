@@ -8,7 +8,9 @@
 //! frames hide it. So for exactly those sessions (TLS client, plain server hop,
 //! compression asked for) the router takes compression off the server hop (the
 //! response it forwards asks for none) and keeps it on the client hop with this
-//! adapter. All other sessions negotiate compression end to end as before.
+//! adapter. All other sessions negotiate compression end to end as before. Since the
+//! server hop of such a session is a plain classic session, it is pooled and shared
+//! like any other (the pool key and the session's capabilities carry no compression).
 //!
 //! The wire format (MySQL's compressed protocol): each frame is a 7-byte header — the
 //! payload's length (3 bytes), a sequence id, the uncompressed length (3 bytes, 0 when

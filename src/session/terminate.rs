@@ -108,7 +108,6 @@ impl Session {
     /// Whether the server connection may be parked when the client quits.
     pub fn poolable(&self) -> bool {
         (self.client_tls || self.renews_nonce)
-            && self.client_compression.is_none()
             && self.key.caps & flag::PLUGIN_AUTH != 0
             && self.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0
     }
@@ -410,6 +409,19 @@ where
         ServerSslMode::AsClient => client_tls,
     };
     let mut cseq: u8 = if client_tls { 3 } else { 2 }; // next id towards the client
+                                                       // A TLS client over a plain server hop: compression is the router's on the client
+                                                       // hop, none towards the server, so that COM_CHANGE_USER stays visible (`compress`).
+                                                       // Neither the server nor the pool key sees it.
+    let client_compression = (client_tls && !server_tls)
+        .then(|| compression_of(&response, server_caps))
+        .flatten();
+    let response = match client_compression {
+        Some(_) => match without_compression(&response) {
+            Some(r) => r,
+            None => return bad("a malformed handshake response"),
+        },
+        None => response,
+    };
     let client_caps = pool::grammar_caps(&response).unwrap_or(0);
     let key = Key {
         destination: destination.to_string(),
@@ -509,15 +521,6 @@ where
     };
     let renews_nonce = pool_auth::renews_nonce(&original_greeting, destination);
     let (user, schema, charset) = pool_auth::identity(&response).unwrap_or_default();
-    // A TLS client over a plain server hop: compression is the router's on the client
-    // hop, none towards the server, so that COM_CHANGE_USER stays visible (`compress`).
-    let client_compression = (client_tls && !server_tls && change_user.is_none())
-        .then(|| compression_of(&response, server_caps))
-        .flatten();
-    let compression_bits = match client_compression {
-        Some(_) => flag::COMPRESS | flag::ZSTD_COMPRESSION,
-        None => 0,
-    };
     let session = Session {
         user,
         schema,
@@ -525,7 +528,7 @@ where
         client_compression,
         key,
         greeting: original_greeting,
-        caps: client_caps & (server_caps | flag::SSL) & !compression_bits,
+        caps: client_caps & (server_caps | flag::SSL),
         client_tls,
         reused: change_user.is_some(),
         renews_nonce,
@@ -552,12 +555,6 @@ where
         false => response,
     };
     set_ssl_bit(&mut response, server_tls);
-    if session.client_compression.is_some() {
-        match without_compression(&response) {
-            Some(r) => response = r,
-            None => return bad("a malformed handshake response"),
-        }
-    }
     // sha256_password named in the response of a TLS client carries the password in
     // clear: on a plain server hop, ask for the server's key instead and send the
     // password encrypted when it arrives.
