@@ -13,10 +13,11 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # quickstart, openssl for test certificates, groff for the man page check, lintian/rpm
 # for the package checks, systemd-nspawn and mmdebstrap to check the packages under a
 # real systemd in a booted Debian (packaging/test-systemd.sh), PyMySQL and pip (for the
-# MySQL connectors below) for the MySQL 9.7 tests.
+# MySQL connectors below) for the MySQL 9.7 tests; gcc and libc6-dev for the crates that
+# compile C (aws-lc-rs, zstd) and for linking (rustup's toolchain expects a system cc).
 need=()
 for p in mariadb-server mariadb-client groff-base lintian rpm adduser python3 openssl \
-         systemd-container mmdebstrap python3-pymysql python3-pip curl; do
+         systemd-container mmdebstrap python3-pymysql python3-pip curl gcc libc6-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
