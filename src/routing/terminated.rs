@@ -131,7 +131,6 @@ impl Route {
         C: AsyncRead + AsyncWrite + Unpin,
     {
         let sec = &self.cfg.section;
-        let mut counts = Counts::default();
         let sharing = self.cfg.connection_sharing
             && crate::config::route::sharing_ignored(sec, &self.cfg.tls).is_none()
             && pooled::enabled()
@@ -140,73 +139,68 @@ impl Route {
             // a server that renews it (MySQL), as for parking (session::pool_auth).
             && (session.client_tls || session.renews_nonce)
             && !session.user.is_empty();
-        if sharing {
-            let params = share::Params {
-                delay: self.cfg.connection_sharing_delay,
-                wait: self
-                    .cfg
-                    .connect_timeout
-                    .max(std::time::Duration::from_secs(1)),
-                buffer,
-            };
-            let rest = match share::run(client, server, &session, params).await {
-                share::Ran::Done(rest) => rest,
-                share::Ran::HandOff {
-                    counts: before,
-                    client,
-                    server,
-                    greeting,
-                    pending,
-                } => {
-                    // COM_CHANGE_USER on a plain server hop: the rest of the
-                    // session unshared, through the change-user guard when the
-                    // client is TLS (a plain client never sends its password in
-                    // clear: it encrypts with the server's key itself).
-                    counts.up += before.up;
-                    counts.down += before.down;
-                    let client = MaybeTls::Plain(Prefixed::new(pending, client));
-                    let session = Session {
-                        greeting,
-                        ..session
-                    };
-                    if session.client_tls {
-                        let nonce =
-                            terminate::greeting_nonce(&session.greeting).unwrap_or_default();
-                        let guarded = MaybeTls::Plain(Guard::new(server, session.caps, nonce));
-                        relay_session(client, guarded, session, buffer, |s| match s {
-                            MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
-                            _ => None,
-                        })
-                        .await
-                    } else {
-                        relay_session(client, MaybeTls::Plain(server), session, buffer, Some).await
-                    }
-                }
-            };
-            counts.up += rest.up;
-            counts.down += rest.down;
-            return counts;
+        if !sharing {
+            return relay_unshared(client, server, session, buffer).await;
         }
-        // A TLS client over a plain server hop: its COM_CHANGE_USERs get the
-        // login's RSA treatment (`session::change_user`).
-        let guard = session.client_tls
-            && !session.key.server_tls
-            && session.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0;
-        let rest = match server {
-            MaybeTls::Plain(tcp) if guard => {
-                let nonce = terminate::greeting_nonce(&session.greeting).unwrap_or_default();
-                let guarded = MaybeTls::Plain(Guard::new(tcp, session.caps, nonce));
-                relay_session(client, guarded, session, buffer, |s| match s {
-                    MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
-                    _ => None,
-                })
-                .await
-            }
-            server => relay_session(client, server, session, buffer, Some).await,
+        let params = share::Params {
+            delay: self.cfg.connection_sharing_delay,
+            wait: self
+                .cfg
+                .connect_timeout
+                .max(std::time::Duration::from_secs(1)),
+            buffer,
         };
-        counts.up += rest.up;
-        counts.down += rest.down;
-        counts
+        match share::run(client, server, &session, params).await {
+            share::Ran::Done(rest) => rest,
+            share::Ran::HandOff {
+                counts: before,
+                client,
+                server,
+                greeting,
+                pending,
+            } => {
+                // COM_CHANGE_USER on a plain server hop: the rest of the session
+                // unshared (through the change-user guard for a TLS client).
+                let client = MaybeTls::Plain(Prefixed::new(pending, client));
+                let session = Session {
+                    greeting,
+                    ..session
+                };
+                let rest = relay_unshared(client, MaybeTls::Plain(server), session, buffer).await;
+                Counts {
+                    up: before.up + rest.up,
+                    down: before.down + rest.down,
+                }
+            }
+        }
+    }
+}
+
+/// An unshared session after its login. A TLS client over a plain server hop gets the
+/// change-user guard, so that its COM_CHANGE_USERs have the login's RSA treatment
+/// (`session::change_user`); a plain client never sends its password in clear (it
+/// encrypts with the server's key itself) and needs none.
+async fn relay_unshared<C>(
+    client: MaybeTls<C>,
+    server: MaybeTls<TcpStream>,
+    session: Session,
+    buffer: usize,
+) -> Counts
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let guard = session.client_tls && session.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0;
+    match server {
+        MaybeTls::Plain(tcp) if guard => {
+            let nonce = terminate::greeting_nonce(&session.greeting).unwrap_or_default();
+            let guarded = MaybeTls::Plain(Guard::new(tcp, session.caps, nonce));
+            relay_session(client, guarded, session, buffer, |s| match s {
+                MaybeTls::Plain(g) => Some(MaybeTls::Plain(g.into_inner())),
+                _ => None,
+            })
+            .await
+        }
+        server => relay_session(client, server, session, buffer, Some).await,
     }
 }
 

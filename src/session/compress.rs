@@ -110,50 +110,38 @@ impl<S> Compressed<S> {
     /// packet across two frames at most (mysql-connector-python) hangs when a packet is
     /// spread over more. With `all`, the tail too (the stream is ending).
     fn frame_plain(&mut self, all: bool) -> io::Result<()> {
+        let header_at = |plain: &[u8], at: usize| plain.get(at..at + 4).map(|h| 4 + le24(h));
         loop {
-            // Whole packets at the front (the rest of a long one first).
+            // The packet at the front: the rest of one begun in an earlier frame, or one
+            // whose header is here (0: none yet).
+            let front = match self.rest_of_packet {
+                0 => header_at(&self.plain, 0).unwrap_or(0),
+                rest => rest,
+            };
             let mut end = 0;
-            if self.rest_of_packet > 0 {
-                if self.plain.len() < self.rest_of_packet {
-                    if self.plain.len() >= MAX_FRAME {
-                        let chunk: Vec<u8> = self.plain.drain(..MAX_FRAME).collect();
-                        self.rest_of_packet -= MAX_FRAME;
-                        self.frame(&chunk)?;
-                        continue;
-                    }
-                    break;
+            if front > MAX_FRAME {
+                // Longer than a frame: cut at the frame's limit once that much is here.
+                if self.plain.len() >= MAX_FRAME {
+                    end = MAX_FRAME;
                 }
-                end = self.rest_of_packet;
-            }
-            while end + 4 <= self.plain.len() {
-                let whole = 4 + le24(&self.plain[end..end + 3]);
-                if end + whole > self.plain.len() || end + whole > MAX_FRAME {
-                    break;
-                }
-                end += whole;
-            }
-            if end == 0 && self.plain.len() >= 4 {
-                // A packet longer than what is left of a frame: start it in a frame of
-                // its own, cut at the frame's limit once that much is here.
-                let whole = 4 + le24(&self.plain[0..3]);
-                if whole > MAX_FRAME && self.plain.len() >= MAX_FRAME {
-                    let chunk: Vec<u8> = self.plain.drain(..MAX_FRAME).collect();
-                    self.rest_of_packet = whole - MAX_FRAME;
-                    self.frame(&chunk)?;
-                    continue;
+            } else {
+                // Whole packets, as many as one frame holds.
+                let mut next = front;
+                while next > 0 && end + next <= self.plain.len().min(MAX_FRAME) {
+                    end += next;
+                    next = header_at(&self.plain, end).unwrap_or(0);
                 }
             }
-            if end == 0 && all && !self.plain.is_empty() {
+            if end == 0 && all {
                 end = self.plain.len().min(MAX_FRAME);
             }
             if end == 0 {
-                break;
+                return Ok(());
             }
             let chunk: Vec<u8> = self.plain.drain(..end).collect();
-            self.rest_of_packet = self.rest_of_packet.saturating_sub(end);
+            self.rest_of_packet = front.saturating_sub(end);
             self.frame(&chunk)?;
         }
-        Ok(())
     }
 
     /// Takes one whole frame off `rbuf` into `out`, if there is one.

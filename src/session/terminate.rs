@@ -781,18 +781,28 @@ fn replace_auth_data(r: &[u8], data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
 /// name, or the schema): the zstd compression level, when asked for, comes next.
 fn end_of_fields(r: &[u8]) -> Option<usize> {
     let caps = caps_of_response(r) as u64;
-    let (_, _, mut i, _) = auth_data_span(r)?;
-    let cstr_end = |i: usize| r.get(i..)?.iter().position(|&b| b == 0).map(|n| i + n + 1);
-    if caps & flag::CONNECT_WITH_DB != 0 {
-        i = cstr_end(i)?;
-    }
+    let mut i = plugin_at(r)?;
     if caps & flag::PLUGIN_AUTH != 0 {
         // Some clients end the packet without the plugin's NUL.
-        i = cstr_end(i).unwrap_or(r.len());
+        i = r[i..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(r.len(), |n| i + n + 1);
     }
     if caps & flag::CONNECT_ATTRS != 0 && i < r.len() {
         let (n, used) = crate::protocol::frame::lenenc_int(r.get(i..)?)?;
         i = (i + used).checked_add(usize::try_from(n).ok()?)?;
+    }
+    (i <= r.len()).then_some(i)
+}
+
+/// Where a HandshakeResponse41's plugin name starts (or would): after the auth data
+/// and the schema.
+fn plugin_at(r: &[u8]) -> Option<usize> {
+    let caps = caps_of_response(r) as u64;
+    let (_, _, mut i, _) = auth_data_span(r)?;
+    if caps & flag::CONNECT_WITH_DB != 0 {
+        i += r.get(i..)?.iter().position(|&b| b == 0)? + 1;
     }
     (i <= r.len()).then_some(i)
 }
@@ -827,16 +837,10 @@ fn without_compression(r: &[u8]) -> Option<Vec<u8>> {
 
 /// The auth plugin a HandshakeResponse41 names, if it names one.
 fn response_plugin(r: &[u8]) -> Option<&[u8]> {
-    let caps = caps_of_response(r) as u64;
-    if caps & flag::PLUGIN_AUTH == 0 {
+    if caps_of_response(r) as u64 & flag::PLUGIN_AUTH == 0 {
         return None;
     }
-    let (_, _, mut i, _) = auth_data_span(r)?;
-    if caps & flag::CONNECT_WITH_DB != 0 {
-        let nul = r.get(i..)?.iter().position(|&b| b == 0)?;
-        i += nul + 1;
-    }
-    let rest = r.get(i..)?;
+    let rest = &r[plugin_at(r)?..];
     let nul = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
     Some(&rest[..nul])
 }
