@@ -130,14 +130,15 @@ thread_local! {
 enum Step {
     /// Read n bytes and wrote them all.
     Done(usize),
-    /// Read n bytes; the tail the peer did not take is returned.
-    Partial(usize, Vec<u8>),
+    /// Read some bytes; the tail the peer did not take is returned.
+    Partial(Vec<u8>),
     Eof,
     WouldBlock,
 }
 
-/// One read from `from` and one write to `to`, with no await in between.
-fn step<F: Stream, T: Stream>(from: &F, to: &T, size: usize) -> io::Result<Step> {
+/// One read from `from` and one write to `to`, with no await in between; the bytes
+/// read are added to `total`.
+fn step<F: Stream, T: Stream>(from: &F, to: &T, size: usize, total: &Tally) -> io::Result<Step> {
     SCRATCH.with(|s| {
         let mut buf = s.borrow_mut();
         if buf.len() < size {
@@ -149,13 +150,16 @@ fn step<F: Stream, T: Stream>(from: &F, to: &T, size: usize) -> io::Result<Step>
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
             Err(e) => return Err(e),
         };
+        // Counted when read, before they are written: whoever receives them must find
+        // them (and the time stamp) in `/connections` already.
+        total.moved(n);
         let mut written = 0;
         while written < n {
             match to.try_write(&buf[written..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => written += w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Step::Partial(n, buf[written..n].to_vec()))
+                    return Ok(Step::Partial(buf[written..n].to_vec()))
                 }
                 Err(e) => return Err(e),
             }
@@ -256,17 +260,15 @@ pub async fn pump<F: Stream, T: Stream>(
     total: &Tally,
 ) -> io::Result<()> {
     loop {
-        match step(from, to, size)? {
+        match step(from, to, size, total)? {
             Step::Done(n) => {
-                total.moved(n);
                 if n == size {
                     if let Some(pipe) = Pipe::new() {
                         return splice_pump(from, to, pipe, total).await;
                     }
                 }
             }
-            Step::Partial(n, rest) => {
-                total.moved(n);
+            Step::Partial(rest) => {
                 write_all(to, &rest).await?;
             }
             Step::Eof => {

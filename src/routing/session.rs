@@ -173,8 +173,10 @@ where
                 if v == Verdict::Complete {
                     on_complete();
                 }
-                send(server, &cbuf[..n]).await?;
+                // Counted (and stamped) when received, before they go on: whoever sees
+                // the bytes arrive must find them in `/connections`.
                 live.up.moved(n);
+                send(server, &cbuf[..n]).await?;
                 if v == Verdict::Complete {
                     return Ok(HandshakeEnd::Complete);
                 }
@@ -188,8 +190,8 @@ where
                 if v == Verdict::Complete {
                     on_complete();
                 }
-                send(client, &sbuf[..n]).await?;
                 live.down.moved(n);
+                send(client, &sbuf[..n]).await?;
                 if v == Verdict::Complete {
                     return Ok(HandshakeEnd::Complete);
                 }
