@@ -24,15 +24,6 @@ use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
-/// Bytes moved by one relay.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    /// client → server
-    pub up: u64,
-    /// server → client
-    pub down: u64,
-}
-
 /// Bytes moved in one direction and when the last ones moved, readable from other
 /// threads while the relay runs (`/connections`). One writer per tally (its pump), so
 /// an update is two relaxed stores on the connection's own record, no read-modify-write.
@@ -362,10 +353,7 @@ mod tests {
         let relay = tokio::spawn(async move {
             let (up, down) = (Tally::default(), Tally::default());
             relay(&c_side, &s_side, 1024, &up, &down).await?;
-            io::Result::Ok(Counts {
-                up: up.bytes(),
-                down: down.bytes(),
-            })
+            io::Result::Ok((up.bytes(), down.bytes()))
         });
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let big2 = big.clone();
@@ -386,13 +374,7 @@ mod tests {
         drop(server_app);
         assert_eq!(writer.await.unwrap(), b"reply after client's FIN"); // ok: test code
         let c = relay.await.unwrap().unwrap(); // ok: test code
-        assert_eq!(
-            c,
-            Counts {
-                up: 3_000_000,
-                down: 24
-            }
-        );
+        assert_eq!(c, (3_000_000, 24));
     }
 
     #[tokio::test]
@@ -402,10 +384,7 @@ mod tests {
         let relay = tokio::spawn(async move {
             let (up, down) = (Tally::default(), Tally::default());
             relay(&c_side, &s_side, 1024, &up, &down).await?;
-            io::Result::Ok(Counts {
-                up: up.bytes(),
-                down: down.bytes(),
-            })
+            io::Result::Ok((up.bytes(), down.bytes()))
         });
         server_app.write_all(b"bye").await.unwrap(); // ok: test code
         drop(server_app);
@@ -414,7 +393,7 @@ mod tests {
             .expect("relay ended although the client never closed") // ok: test code
             .unwrap() // ok: test code
             .unwrap(); // ok: test code
-        assert_eq!(counts, Counts { up: 0, down: 3 });
+        assert_eq!(counts, (0, 3));
         let mut got = Vec::new();
         client_app.read_to_end(&mut got).await.unwrap(); // ok: test code
         assert_eq!(got, b"bye");

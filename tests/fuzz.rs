@@ -379,7 +379,6 @@ fn fuzz_terminating_handshake() {
             let (mut server_peer, _) = listener.accept().await.unwrap();
             let _ = server_peer.write_all(&from_server_bytes).await;
             let _ = server_peer.shutdown().await;
-            let mut counts = mysqlrouter::relay::Counts::default();
             let hs = mysqlrouter::session::terminate::handshake(
                 client,
                 mysqlrouter::session::terminate::ServerSide::Fresh(server),
@@ -388,7 +387,6 @@ fn fuzz_terminating_handshake() {
                 "127.0.0.1",
                 &cfg,
                 &ctx,
-                &mut counts,
             );
             match tokio::time::timeout(Duration::from_secs(2), hs).await {
                 Ok(_) => Ok(()),

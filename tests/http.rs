@@ -183,26 +183,48 @@ fn rest_api_answers_as_oracle_does_in_every_route_state() {
 
 /// Live connections of real clients: bytes in both directions and the times, while
 /// they are open; gone when they close.
+/// `/routes/NAME/connections` lists live clients with their bytes and time stamps while
+/// they are connected, on a byte-relay route and on one that terminates TLS (whose
+/// bytes are counted on the client's socket, TLS records included, as they move).
 #[test]
 fn connections_of_real_clients_with_live_bytes() {
     let db = MariaDb::start();
     let dir = tmp_dir("conns");
     let passwd = passwd_file(&dir, "alice", "secret");
-    let (rw, http) = (free_port(), free_port());
+    let (cert, key) = common::pki::self_signed("conns-pki", &["rsa:2048"]);
+    let (rw, term, http) = (free_port(), free_port(), free_port());
     let body = format!(
-        "[routing:rw]\nbind_address=127.0.0.1\nbind_port={rw}\ndestinations={}\nrouting_strategy=first-available\n\n{}",
-        db.addr(),
-        monitoring_sections(http, &passwd)
+        "[routing:rw]\nbind_address=127.0.0.1\nbind_port={rw}\ndestinations={d}\nrouting_strategy=first-available\n\n\
+         [routing:term]\nbind_address=127.0.0.1\nbind_port={term}\ndestinations={d}\nrouting_strategy=first-available\n\
+         client_ssl_mode=REQUIRED\nclient_ssl_cert={cert}\nclient_ssl_key={key}\nserver_ssl_mode=DISABLED\n\n{}",
+        monitoring_sections(http, &passwd),
+        d = db.addr(),
     );
-    let _router = Router::start(&body, &[rw]);
-    let url = format!("http://127.0.0.1:{http}/api/20190715/routes/rw/connections");
-    wait_http(&url, &[], Duration::from_secs(10));
+    let _router = Router::start(&body, &[rw, term]);
+    let base = format!("http://127.0.0.1:{http}/api/20190715/routes");
+    wait_http(
+        &format!("{base}/rw/connections"),
+        &[],
+        Duration::from_secs(10),
+    );
+    live_bytes_while_connected(&format!("{base}/rw/connections"), opts(rw));
+    let tls: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts(term))
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
+        ))
+        .into();
+    live_bytes_while_connected(&format!("{base}/term/connections"), tls);
+}
+
+/// Two clients, one sending 20 kB and one receiving 30 kB, still connected when
+/// `url` is asked; then both leave and the list empties.
+fn live_bytes_while_connected(url: &str, opts: mysql_async::Opts) {
     let big = "x".repeat(20_000);
     let rt = rt();
     rt.block_on(async {
         use mysql_async::prelude::Queryable;
-        let mut a = mysql_async::Conn::new(opts(rw)).await.unwrap();
-        let mut b = mysql_async::Conn::new(opts(rw)).await.unwrap();
+        let mut a = mysql_async::Conn::new(opts.clone()).await.unwrap();
+        let mut b = mysql_async::Conn::new(opts).await.unwrap();
         let n: Option<u64> = a
             .query_first(format!("SELECT LENGTH('{big}')"))
             .await
@@ -210,18 +232,18 @@ fn connections_of_real_clients_with_live_bytes() {
         assert_eq!(n, Some(20_000));
         let _: Option<String> = b.query_first("SELECT REPEAT('y', 30000)").await.unwrap();
         let ans = tokio::task::spawn_blocking({
-            let url = url.clone();
+            let url = url.to_string();
             move || curl(&["-u", CRED], &url).unwrap()
         })
         .await
         .unwrap();
         assert_eq!(ans.status, 200);
         let items = ans.json()["items"].as_array().unwrap().clone();
-        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(items.len(), 2, "{url}: {items:?}");
         let up = |i: usize| items[i]["bytesToServer"].as_u64().unwrap();
         let down = |i: usize| items[i]["bytesFromServer"].as_u64().unwrap();
-        assert!(up(0) > 20_000 && down(0) < 20_000, "{:?}", items[0]);
-        assert!(down(1) > 30_000 && up(1) < 20_000, "{:?}", items[1]);
+        assert!(up(0) > 20_000 && down(0) < 20_000, "{url}: {:?}", items[0]);
+        assert!(down(1) > 30_000 && up(1) < 20_000, "{url}: {:?}", items[1]);
         for i in &items {
             for k in [
                 "timeStarted",
@@ -229,7 +251,9 @@ fn connections_of_real_clients_with_live_bytes() {
                 "timeLastSentToServer",
                 "timeLastReceivedFromServer",
             ] {
-                let t = i[k].as_str().unwrap();
+                let t = i[k]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{url}: no {k} in {i}"));
                 assert!(
                     t.len() == 27 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
                     "{k}: {t}"
@@ -241,14 +265,17 @@ fn connections_of_real_clients_with_live_bytes() {
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let n = curl(&["-u", CRED], &url).unwrap().json()["items"]
+        let n = curl(&["-u", CRED], url).unwrap().json()["items"]
             .as_array()
             .unwrap()
             .len();
         if n == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "connections left over: {n}");
+        assert!(
+            Instant::now() < deadline,
+            "{url}: connections left over: {n}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -523,16 +523,9 @@ impl Route {
         let serve = async {
             match (tls, server) {
                 (Some(tls), server) => {
-                    // The terminating path counts its bytes itself; they reach the
-                    // connection's record when it ends.
                     live.connected(stats::now_us());
-                    self.serve_terminated(client, server, idx, &peer, ip, &tls)
+                    self.serve_terminated(client, server, idx, &peer, ip, &tls, live)
                         .await
-                        .map(|c| {
-                            let now = stats::now_us();
-                            live.up.add(c.up, now);
-                            live.down.add(c.down, now);
-                        })
                 }
                 (None, ServerSide::Fresh(server)) => {
                     self.serve_client(&client, &server, &peer, ip, live).await

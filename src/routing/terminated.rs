@@ -9,18 +9,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Route;
 use crate::config::addr::split_host_port;
 use crate::protocol::caps::flag;
-use crate::relay::Counts;
 use crate::session::change_user::Guard;
 use crate::session::compress::Compressed;
-use crate::session::stream::{MaybeTls, Prefixed};
+use crate::session::stream::{Counted, MaybeTls, Prefixed};
 use crate::session::terminate::Session;
 use crate::session::terminate::{self, End, ServerSide};
 use crate::session::tls::Contexts;
 use crate::session::{pool_relay, pooled, share};
+use crate::stats::connections::Live;
 use tokio::net::TcpStream;
 
 impl Route {
-    /// Handshake (terminated, counted) then relay; returns the bytes moved.
+    /// Handshake (terminated, counted for `max_connect_errors`) then relay; the bytes
+    /// the client sends and receives reach `live` as they move.
     pub(super) async fn serve_terminated<C>(
         &self,
         client: C,
@@ -29,7 +30,8 @@ impl Route {
         peer: &str,
         ip: Option<IpAddr>,
         tls: &Contexts,
-    ) -> std::io::Result<Counts>
+        live: &Live,
+    ) -> std::io::Result<()>
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
@@ -39,7 +41,7 @@ impl Route {
             .map(|(h, _)| h)
             .unwrap_or(addr)
             .to_string();
-        let mut counts = Counts::default();
+        let client = Counted::new(client, &live.up, &live.down);
         let end = tokio::time::timeout(
             self.cfg.client_connect_timeout,
             terminate::handshake(
@@ -54,7 +56,6 @@ impl Route {
                 &host,
                 &self.cfg.tls,
                 tls,
-                &mut counts,
             ),
         )
         .await;
@@ -69,7 +70,7 @@ impl Route {
                     self.admission.reset(ip);
                 }
                 if server_refused {
-                    return Ok(counts);
+                    return Ok(());
                 }
                 if session.reused {
                     crate::stats::pool::STATS.reused();
@@ -78,7 +79,7 @@ impl Route {
                     crate::stats::pool::STATS.opened();
                 }
                 let buffer = self.cfg.net_buffer_length;
-                let rest = match session.client_compression {
+                match session.client_compression {
                     // The router speaks compression with the client, none with the
                     // (plain) server: the change-user guard sees every exchange.
                     Some(codec) => {
@@ -86,10 +87,8 @@ impl Route {
                         self.after_login(client, server, session, buffer).await
                     }
                     None => self.after_login(client, server, session, buffer).await,
-                };
-                counts.up += rest.up;
-                counts.down += rest.down;
-                return Ok(counts);
+                }
+                return Ok(());
             }
             Ok(End::Bad(why)) => {
                 tracing::info!(target: "routing", "[{sec}] {peer} sent a bad handshake packet: {why}");
@@ -114,7 +113,7 @@ impl Route {
         if failed {
             self.count_failure(ip, peer);
         }
-        Ok(counts)
+        Ok(())
     }
 
     /// The session after its login: shared, pooled or plainly relayed, with the
@@ -126,8 +125,7 @@ impl Route {
         server: MaybeTls<TcpStream>,
         session: Session,
         buffer: usize,
-    ) -> Counts
-    where
+    ) where
         C: AsyncRead + AsyncWrite + Unpin,
     {
         let sec = &self.cfg.section;
@@ -151,9 +149,8 @@ impl Route {
             buffer,
         };
         match share::run(client, server, &session, params).await {
-            share::Ran::Done(rest) => rest,
+            share::Ran::Done => {}
             share::Ran::HandOff {
-                counts: before,
                 client,
                 server,
                 greeting,
@@ -166,11 +163,7 @@ impl Route {
                     greeting,
                     ..session
                 };
-                let rest = relay_unshared(client, MaybeTls::Plain(server), session, buffer).await;
-                Counts {
-                    up: before.up + rest.up,
-                    down: before.down + rest.down,
-                }
+                relay_unshared(client, MaybeTls::Plain(server), session, buffer).await;
             }
         }
     }
@@ -185,8 +178,7 @@ async fn relay_unshared<C>(
     server: MaybeTls<TcpStream>,
     session: Session,
     buffer: usize,
-) -> Counts
-where
+) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let guard = session.client_tls && session.caps & (flag::COMPRESS | flag::ZSTD_COMPRESSION) == 0;
@@ -213,19 +205,17 @@ async fn relay_session<C, S>(
     session: Session,
     buffer: usize,
     unwrap: impl FnOnce(MaybeTls<S>) -> Option<MaybeTls<TcpStream>>,
-) -> Counts
-where
+) where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if !(pooled::enabled() && session.poolable()) {
         return terminate::relay(client, server, buffer).await;
     }
-    let (rest, reusable) = pool_relay::relay(client, server, session.caps, buffer).await;
+    let reusable = pool_relay::relay(client, server, session.caps, buffer).await;
     if let Some(server) = reusable.and_then(unwrap) {
         // Untagged: the client may have changed user (COM_CHANGE_USER) on it; only new
         // logins take it, never a shared session (see session::share).
         pooled::park(session.key, server, session.greeting, Vec::new()).await;
     }
-    rest
 }

@@ -4,7 +4,7 @@
 //! command in flight, no partial packet either way, no stream command — the COM_QUIT
 //! is not forwarded and the server connection is handed back for parking.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::stream::MaybeTls;
 use crate::protocol::caps::{status, Caps};
 use crate::protocol::exchange::Exchange;
-use crate::relay::Counts;
 
 const COM_QUIT: [u8; 5] = [1, 0, 0, 0, 0x01];
 
@@ -25,14 +24,14 @@ enum Up {
     Ended,
 }
 
-/// Relays until either side ends; returns the byte counts and, when the client left
-/// at a safe point, the server connection (nothing of the client's goodbye sent).
+/// Relays until either side ends; returns, when the client left at a safe point, the
+/// server connection (nothing of the client's goodbye sent).
 pub async fn relay<C, S>(
     client: MaybeTls<C>,
     server: MaybeTls<S>,
     caps: u64,
     buffer: usize,
-) -> (Counts, Option<MaybeTls<S>>)
+) -> Option<MaybeTls<S>>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -42,9 +41,6 @@ where
     let lost = AtomicBool::new(false);
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = tokio::io::split(server);
-    let mut counts = Counts::default();
-    let up_n = AtomicU64::new(0);
-    let down_n = AtomicU64::new(0);
 
     let outcome = {
         let up = async {
@@ -60,7 +56,6 @@ where
                 let chunk = &buf[..k];
                 let quit = ex_lock(&exchange).at_safe_point() && chunk.starts_with(&COM_QUIT);
                 if quit {
-                    up_n.fetch_add(k as u64, Relaxed);
                     return Up::Reusable;
                 }
                 if ex_lock(&exchange).on_client(chunk).is_err() {
@@ -69,7 +64,6 @@ where
                 if sw.write_all(chunk).await.is_err() || sw.flush().await.is_err() {
                     return Up::Ended;
                 }
-                up_n.fetch_add(k as u64, Relaxed);
             }
         };
         let down = async {
@@ -85,7 +79,6 @@ where
                 if cw.write_all(&buf[..k]).await.is_err() || cw.flush().await.is_err() {
                     break;
                 }
-                down_n.fetch_add(k as u64, Relaxed);
             }
             let _ = cw.shutdown().await;
         };
@@ -102,14 +95,12 @@ where
         && ex.at_safe_point()
         && !ex.streaming()
         && !ex.server_spoke_unasked();
-    counts.up = up_n.load(Relaxed);
-    counts.down = down_n.load(Relaxed);
     let client = cr.unsplit(cw);
     let server = sr.unsplit(sw);
     if keep {
         let mut client = client;
         let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
-        return (counts, Some(server));
+        return Some(server);
     }
     if outcome.is_some() {
         // The client ended first: pass its end on and let the server's last bytes
@@ -123,13 +114,12 @@ where
                 if k == 0 || client.write_all(&buf[..k]).await.is_err() {
                     break;
                 }
-                counts.down += k as u64;
             }
         })
         .await;
         let _ = client.shutdown().await;
     }
-    (counts, None)
+    None
 }
 
 /// The exchange, also after a panic elsewhere poisoned the lock (it holds no invariant

@@ -60,7 +60,6 @@ use crate::protocol::errors;
 use crate::protocol::exchange::Exchange;
 use crate::protocol::frame::{Packet, MAX_PAYLOAD};
 use crate::protocol::response::{Outcome, ResponseTracker, Turn};
-use crate::relay::Counts;
 
 /// Session ids of shared sessions (owners of stashed connections).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -155,15 +154,14 @@ enum End {
 
 /// What [`run`] leaves to its caller.
 pub enum Ran<C> {
-    /// The session is over; the bytes it moved.
-    Done(Counts),
+    /// The session is over.
+    Done,
     /// The client sent COM_CHANGE_USER while linked to a connection over a plain
     /// server hop. Sharing ends for good with it (see [`share_state`]); the rest of
     /// the session, starting with `pending` (that command and whatever the client sent
     /// after it), goes through the change-user guard (`session::change_user`) so that a
     /// password the client sends in clear reaches the server RSA-encrypted.
     HandOff {
-        counts: Counts,
         client: MaybeTls<C>,
         server: TcpStream,
         /// The greeting of the connection (its nonce is what the server checks).
@@ -192,7 +190,6 @@ where
     state.hold = Some("the login");
     let mut link = Some(Link::new(server, session.greeting.clone(), caps));
     let mut unlinked = false;
-    let mut counts = Counts::default();
     let mut cin = ClientIn::new(params.buffer);
     let mut sbuf = vec![0u8; params.buffer.max(16 * 1024)];
 
@@ -227,7 +224,6 @@ where
                             // shutdown, wait_timeout): pass it on and end.
                             if let Ok(k) = r {
                                 if k > 0 && client.write_all(&sbuf[..k]).await.is_ok() {
-                                    counts.down += k as u64;
                                     let _ = client.flush().await;
                                 }
                             }
@@ -270,7 +266,6 @@ where
         let payload_len = n - 4;
         let seq = cin.buf[3];
         if seq == 0 && payload_len == 1 && cin.buf[4] == 0x01 {
-            counts.up += n as u64;
             cin.buf.drain(..n);
             break End::Quit;
         }
@@ -298,7 +293,6 @@ where
                     );
                     let _ = client.write_all(&e).await;
                     let _ = client.flush().await;
-                    counts.down += e.len() as u64;
                     tracing::warn!(target: "routing", "connection sharing: session {id} to '{}' closed: {why}", key.destination);
                     break End::Closed;
                 }
@@ -312,7 +306,7 @@ where
         }
 
         // 4. Forward the command, then relay until the response ended.
-        if forward_client(l, &cin.buf[..n], &mut counts).await.is_err() {
+        if forward_client(l, &cin.buf[..n]).await.is_err() {
             break End::Closed;
         }
         cin.buf.drain(..n);
@@ -327,7 +321,7 @@ where
             let client_turn = l.ex.client_may_send();
             if client_turn {
                 if let Some(n) = cin.packet_len() {
-                    if forward_client(l, &cin.buf[..n], &mut counts).await.is_err() {
+                    if forward_client(l, &cin.buf[..n]).await.is_err() {
                         break 'session End::Closed;
                     }
                     cin.buf.drain(..n);
@@ -346,7 +340,6 @@ where
                     if client.write_all(&sbuf[..k]).await.is_err() || client.flush().await.is_err() {
                         break 'session End::Closed;
                     }
-                    counts.down += k as u64;
                 }
                 r = cin.read_more(&mut client), if client_turn => {
                     if r == 0 {
@@ -362,16 +355,13 @@ where
                 if l.server.write_all(&cin.buf).await.is_err() {
                     break End::Closed;
                 }
-                counts.up += cin.buf.len() as u64;
                 cin.buf.clear();
             }
             let Some(l) = link.take() else {
                 break End::Closed;
             };
-            let rest = super::terminate::relay(client, l.server, params.buffer).await;
-            counts.up += rest.up;
-            counts.down += rest.down;
-            return Ran::Done(counts);
+            super::terminate::relay(client, l.server, params.buffer).await;
+            return Ran::Done;
         }
 
         // 5. What the response means for sharing.
@@ -398,7 +388,6 @@ where
         ) => {
             tracing::debug!(target: "routing", "connection sharing: session {id} sent COM_CHANGE_USER: sharing ends, the change-user guard takes the session");
             return Ran::HandOff {
-                counts,
                 client,
                 server,
                 greeting,
@@ -429,16 +418,15 @@ where
             }
         }
     }
-    Ran::Done(counts)
+    Ran::Done
 }
 
-async fn forward_client(l: &mut Link, bytes: &[u8], counts: &mut Counts) -> std::io::Result<()> {
+async fn forward_client(l: &mut Link, bytes: &[u8]) -> std::io::Result<()> {
     if l.ex.on_client(bytes).is_err() {
         l.lost = true;
     }
     l.server.write_all(bytes).await?;
     l.server.flush().await?;
-    counts.up += bytes.len() as u64;
     Ok(())
 }
 

@@ -1,10 +1,13 @@
-//! A stream that is plain or TLS on one hop, chosen during the handshake.
+//! The session layer's stream wrappers: a hop that is plain or TLS (chosen during the
+//! handshake), bytes handed back to a stream's reader, and the client's bytes counted.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::relay::Tally;
 
 #[derive(Debug)]
 pub enum MaybeTls<T> {
@@ -123,6 +126,86 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     }
 }
 
+/// The client's socket on a terminating route, recording in the connection's live
+/// record (`/routes/NAME/connections`) the bytes as they move, as the byte relay of a
+/// PASSTHROUGH route does: what the client sends counts as to the server (`up`), what
+/// it receives as from the server (`down`), TLS records included, as Oracle's router
+/// counts the bytes it writes to each socket.
+#[derive(Debug)]
+pub struct Counted<'a, T> {
+    inner: T,
+    up: &'a Tally,
+    down: &'a Tally,
+}
+
+impl<'a, T> Counted<'a, T> {
+    pub fn new(inner: T, up: &'a Tally, down: &'a Tally) -> Self {
+        Counted { inner, up, down }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            me.up.moved(n);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                me.down.moved(n);
+            }
+        }
+        r
+    }
+
+    // rustls writes its records with one writev; keep it one.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                me.down.moved(n);
+            }
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +222,24 @@ mod tests {
         let mut out = String::new();
         p.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
+    }
+
+    #[tokio::test]
+    async fn counted_records_both_directions_as_they_move() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let (up, down) = (Tally::default(), Tally::default());
+        let mut c = Counted::new(a, &up, &down);
+        tokio::io::AsyncWriteExt::write_all(&mut c, b"greeting")
+            .await
+            .unwrap();
+        assert_eq!((up.bytes(), down.bytes()), (0, 8));
+        assert_ne!(down.last_us(), 0);
+        tokio::io::AsyncWriteExt::write_all(&mut b, b"login")
+            .await
+            .unwrap();
+        let mut got = [0u8; 5];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!((up.bytes(), down.bytes()), (5, 8));
+        assert_ne!(up.last_us(), 0);
     }
 }

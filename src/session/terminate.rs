@@ -29,7 +29,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::config::tls::{ClientSslMode, ServerSslMode, TlsConfig};
 use crate::protocol::caps::flag;
 use crate::protocol::errors;
-use crate::relay::Counts;
 
 use super::compress::Codec;
 use super::pool::{self, Key};
@@ -178,14 +177,12 @@ async fn write_packet<W: AsyncWrite + Unpin>(
     w: &mut W,
     seq: u8,
     payload: &[u8],
-    counted: &mut u64,
 ) -> std::io::Result<()> {
     let mut p = Vec::with_capacity(4 + payload.len());
     p.extend_from_slice(&crate::protocol::frame::header(payload.len(), seq));
     p.extend_from_slice(payload);
     w.write_all(&p).await?;
     w.flush().await?;
-    *counted += p.len() as u64;
     Ok(())
 }
 
@@ -262,7 +259,6 @@ pub async fn handshake<C, F, Fut>(
     host: &str,
     cfg: &TlsConfig,
     ctx: &Contexts,
-    counts: &mut Counts,
 ) -> End<C>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -291,13 +287,7 @@ where
     let mut original_greeting = greeting.payload.clone();
     if greeting.payload.first() == Some(&0xFF) {
         // The server refuses (its own 1040/1129): pass it on, as in PASSTHROUGH.
-        let _ = write_packet(
-            &mut client,
-            greeting.seq,
-            &greeting.payload,
-            &mut counts.down,
-        )
-        .await;
+        let _ = write_packet(&mut client, greeting.seq, &greeting.payload).await;
         return End::ServerFailed("the server refused the connection".into());
     }
     let Some(layout) = greeting_layout(&greeting.payload) else {
@@ -326,10 +316,7 @@ where
         server_caps_lo & !(flag::SSL as u16)
     };
     g[layout.caps_lo..layout.caps_lo + 2].copy_from_slice(&lo.to_le_bytes());
-    if write_packet(&mut client, 0, &g, &mut counts.down)
-        .await
-        .is_err()
-    {
+    if write_packet(&mut client, 0, &g).await.is_err() {
         return End::ClientClosed { sent: false };
     }
 
@@ -356,14 +343,12 @@ where
             let e = errors::classic_error(2, errors::ER_HANDSHAKE_ERROR, "Bad handshake");
             let _ = client.write_all(&e).await;
             let _ = client.flush().await;
-            counts.down += e.len() as u64;
             return End::Bad(match other {
                 Err(why) => why,
                 Ok(_) => "not a handshake response".into(),
             });
         }
     };
-    counts.up += 4 + first.payload.len() as u64;
     let client_tls = caps_of_response(&first.payload) as u64 & flag::SSL != 0;
     let response = if client_tls {
         let Some(acceptor) = ctx.acceptor.as_ref().filter(|_| offer_ssl) else {
@@ -377,10 +362,7 @@ where
             Err(e) => return End::Bad(format!("TLS handshake failed: {e}")),
         };
         match read_packet(&mut client).await {
-            Ok(Some(p)) if p.seq == 2 && p.payload.len() >= 32 => {
-                counts.up += 4 + p.payload.len() as u64;
-                p.payload
-            }
+            Ok(Some(p)) if p.seq == 2 && p.payload.len() >= 32 => p.payload,
             Ok(Some(_)) => return bad("not a handshake response"),
             Ok(None) => return End::ClientClosed { sent: true },
             Err(e) => return bad(&e.to_string()),
@@ -395,7 +377,6 @@ where
             );
             let _ = client.write_all(&e).await;
             let _ = client.flush().await;
-            counts.down += e.len() as u64;
             return End::Refused("SSL is required from client".into());
         }
         first.payload
@@ -453,8 +434,7 @@ where
                         let g = &parked.greeting;
                         [&g[l.nonce1..l.nonce1 + 8], &g[l.nonce2..l.nonce2 + 12]].concat()
                     });
-                    let mut ignore = 0u64;
-                    let reply = match write_packet(&mut s, 0, &cu, &mut ignore).await {
+                    let reply = match write_packet(&mut s, 0, &cu).await {
                         Ok(()) => read_packet(&mut s).await.ok().flatten(),
                         Err(_) => None,
                     };
@@ -501,7 +481,7 @@ where
         let fresh_greeting = match read_packet(&mut s).await {
             Ok(Some(p)) if p.payload.first() != Some(&0xFF) => p.payload,
             Ok(Some(p)) => {
-                let _ = write_packet(&mut client, cseq, &p.payload, &mut counts.down).await;
+                let _ = write_packet(&mut client, cseq, &p.payload).await;
                 return End::ServerFailed("the server refused the connection".into());
             }
             Ok(None) => return End::ServerFailed("closed before its greeting".into()),
@@ -542,7 +522,6 @@ where
         );
         let _ = client.write_all(&e).await;
         let _ = client.flush().await;
-        counts.down += e.len() as u64;
         return End::Refused("the server does not offer TLS".into());
     }
     let mut response = match ask_for_switch {
@@ -572,19 +551,18 @@ where
         .as_ref()
         .filter(|_| !client_tls && server_tls);
     let mut sseq: u8 = 1;
-    let mut ignore = 0u64;
     if let Some(cu) = &change_user {
         // Pooled: the connection is authenticated (and TLS, if its key says so); a
         // plain client's COM_CHANGE_USER went out already (its answer is checked).
         if first_reply.is_none() {
-            if let Err(e) = write_packet(&mut server, 0, cu, &mut ignore).await {
+            if let Err(e) = write_packet(&mut server, 0, cu).await {
                 return End::ServerFailed(format!("change user: {e}"));
             }
         }
     } else if server_tls {
         let mut req = response[..32].to_vec();
         set_ssl_bit(&mut req, true);
-        if let Err(e) = write_packet(&mut server, 1, &req, &mut ignore).await {
+        if let Err(e) = write_packet(&mut server, 1, &req).await {
             return End::ServerFailed(format!("SSLRequest: {e}"));
         }
         let (Some(connector), MaybeTls::Plain(raw)) = (ctx.connector.as_ref(), server) else {
@@ -612,7 +590,7 @@ where
         sseq = 2;
     }
     if change_user.is_none() {
-        if let Err(e) = write_packet(&mut server, sseq, &response, &mut ignore).await {
+        if let Err(e) = write_packet(&mut server, sseq, &response).await {
             return End::ServerFailed(format!("handshake response: {e}"));
         }
     }
@@ -660,7 +638,7 @@ where
                         Ok(e) => e,
                         Err(e) => return End::ServerFailed(e),
                     };
-                    if let Err(e) = write_packet(&mut server, sseq, &enc, &mut ignore).await {
+                    if let Err(e) = write_packet(&mut server, sseq, &enc).await {
                         return End::ServerFailed(format!("authentication: {e}"));
                     }
                     sseq = sseq.wrapping_add(1);
@@ -691,7 +669,7 @@ where
                     }
                     _ => {}
                 }
-                if write_packet(&mut client, cseq, &p.payload, &mut counts.down).await.is_err() {
+                if write_packet(&mut client, cseq, &p.payload).await.is_err() {
                     return End::ClientClosed { sent: true };
                 }
                 cseq = cseq.wrapping_add(1);
@@ -708,14 +686,13 @@ where
                     Ok(None) => return End::ClientClosed { sent: client_sent_more },
                     Err(e) => return bad(&e.to_string()),
                 };
-                counts.up += 4 + p.payload.len() as u64;
                 client_sent_more = true;
                 cseq = p.seq.wrapping_add(1);
                 if let (Some(ask), Some(key)) = (key_for_client.take(), router_key) {
                     if p.payload == [ask] {
                         let mut reply = vec![0x01];
                         reply.extend_from_slice(key.public_pem());
-                        if write_packet(&mut client, cseq, &reply, &mut counts.down).await.is_err() {
+                        if write_packet(&mut client, cseq, &reply).await.is_err() {
                             return End::ClientClosed { sent: true };
                         }
                         cseq = cseq.wrapping_add(1);
@@ -737,7 +714,7 @@ where
                 } else {
                     p.payload
                 };
-                if let Err(e) = write_packet(&mut server, sseq, &payload, &mut ignore).await {
+                if let Err(e) = write_packet(&mut server, sseq, &payload).await {
                     return End::ServerFailed(format!("authentication: {e}"));
                 }
                 sseq = sseq.wrapping_add(1);
@@ -855,8 +832,7 @@ async fn rsa_password<S: AsyncRead + AsyncWrite + Unpin>(
     password: &[u8],
     nonce: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let mut ignore = 0u64;
-    write_packet(server, *sseq, &[ask], &mut ignore)
+    write_packet(server, *sseq, &[ask])
         .await
         .map_err(|e| format!("public key request: {e}"))?;
     let reply = match read_packet(server).await {
@@ -875,17 +851,15 @@ async fn rsa_password<S: AsyncRead + AsyncWrite + Unpin>(
 /// Relays the authenticated session until either side ends it: the server's end ends
 /// the session at once; the client's end is passed on and the server's last bytes
 /// still reach the client (bounded).
-pub async fn relay<C, S>(client: MaybeTls<C>, server: MaybeTls<S>, buffer: usize) -> Counts
+pub async fn relay<C, S>(client: MaybeTls<C>, server: MaybeTls<S>, buffer: usize)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = tokio::io::split(server);
-    let up_n = std::sync::atomic::AtomicU64::new(0);
-    let down_n = std::sync::atomic::AtomicU64::new(0);
-    let up = pump(&mut cr, &mut sw, &up_n, buffer);
-    let down = pump(&mut sr, &mut cw, &down_n, buffer);
+    let up = pump(&mut cr, &mut sw, buffer);
+    let down = pump(&mut sr, &mut cw, buffer);
     tokio::pin!(up, down);
     tokio::select! {
         _ = &mut down => {}
@@ -893,14 +867,10 @@ where
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut down).await;
         }
     }
-    Counts {
-        up: up_n.load(std::sync::atomic::Ordering::Relaxed),
-        down: down_n.load(std::sync::atomic::Ordering::Relaxed),
-    }
 }
 
-/// Copies until end of stream or an error, counting as it goes; passes the end on.
-async fn pump<R, W>(from: &mut R, to: &mut W, n: &std::sync::atomic::AtomicU64, buffer: usize)
+/// Copies until end of stream or an error; passes the end on.
+async fn pump<R, W>(from: &mut R, to: &mut W, buffer: usize)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -913,7 +883,6 @@ where
                 if to.write_all(&buf[..k]).await.is_err() || to.flush().await.is_err() {
                     return;
                 }
-                n.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
