@@ -30,7 +30,7 @@ CPU times come from /proc/PID/stat (utime + stime) and getrusage of the children
 Bounded: rounds x targets x S seconds, plus start-up. Needs what bench/tls.py and
 bench/pool_churn.py need, and perf (linux-perf) for `tls`.
 """
-import argparse, os, re, resource, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, os, re, resource, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import cleanup, free_port, run, spawn, wait_port  # noqa: E402
@@ -140,14 +140,30 @@ def pid_file_of_mariadb(base):
     raise SystemExit("mariadbd wrote no pid file")
 
 
-def churn(a):
+@contextlib.contextmanager
+def mysql97(prefix):
+    """A private MySQL 9.7 (bench/pool_churn.py's) in a fresh folder: (folder, port,
+    mysqld's pid); everything started is stopped and removed afterwards."""
     import pool_churn as P
-    base = tempfile.mkdtemp(prefix="cpu-split-churn-")
+    base = tempfile.mkdtemp(prefix=prefix)
     os.chmod(base, 0o755)  # the server runs as mysql
     stop = None
     try:
-        m97, _sql, stop = P.start_mysql97(base)
-        server_pid = int(open(os.path.join(base, "m97", f"mysqld-{m97}.pid")).read().split()[0])
+        port, _sql, stop = P.start_mysql97(base)
+        yield base, port, int(open(os.path.join(base, "m97", f"mysqld-{port}.pid")).read().split()[0])
+    finally:
+        cleanup()
+        if stop:
+            try:
+                stop()
+            except Exception:
+                pass
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def churn(a):
+    import pool_churn as P
+    with mysql97("cpu-split-churn-") as (base, m97, server_pid):
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", f"{base}/key.pem", "-out", f"{base}/cert.pem", "-days", "2", "-subj", "/CN=localhost"])
         routers = {}
@@ -181,25 +197,11 @@ def churn(a):
             m = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
             print(f"| {w} | {name} | {m['rate']:.0f} | {m['busy']:.2f} | {m['router']:.0f} | {m['server']:.0f} | "
                   f"{m['client']:.0f} | {m['router'] + m['server'] + m['client']:.0f} |")
-    finally:
-        cleanup()
-        if stop:
-            try:
-                stop()
-            except Exception:
-                pass
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def serverops(a):
     import mysql.connector
-    import pool_churn as P
-    base = tempfile.mkdtemp(prefix="cpu-split-ops-")
-    os.chmod(base, 0o755)  # the server runs as mysql
-    stop = None
-    try:
-        port, _sql, stop = P.start_mysql97(base)
-        server_pid = int(open(os.path.join(base, "m97", f"mysqld-{port}.pid")).read().split()[0])
+    with mysql97("cpu-split-ops-") as (_base, port, server_pid):
         args = dict(host="127.0.0.1", port=port, user="sha2", password="sha2pw", use_pure=True, ssl_disabled=True)
         cnx = mysql.connector.connect(**args)
         cur = cnx.cursor()
@@ -230,14 +232,6 @@ def serverops(a):
                 runs.append((cpu_us(server_pid) - s0) / a.count)
             print(f"| {name} | {statistics.median(runs):.0f} |", flush=True)
         cnx.close()
-    finally:
-        cleanup()
-        if stop:
-            try:
-                stop()
-            except Exception:
-                pass
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def main():

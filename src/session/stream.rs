@@ -142,6 +142,16 @@ impl<'a, T> Counted<'a, T> {
     pub fn new(inner: T, up: &'a Tally, down: &'a Tally) -> Self {
         Counted { inner, up, down }
     }
+
+    /// Records what a write to the client reports as written.
+    fn wrote(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                self.down.moved(n);
+            }
+        }
+        r
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
@@ -169,12 +179,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
     ) -> Poll<io::Result<usize>> {
         let me = self.get_mut();
         let r = Pin::new(&mut me.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                me.down.moved(n);
-            }
-        }
-        r
+        me.wrote(r)
     }
 
     // rustls writes its records with one writev; keep it one.
@@ -185,12 +190,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
     ) -> Poll<io::Result<usize>> {
         let me = self.get_mut();
         let r = Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                me.down.moved(n);
-            }
-        }
-        r
+        me.wrote(r)
     }
 
     fn is_write_vectored(&self) -> bool {
