@@ -136,6 +136,11 @@ fn route(name: &str, port: u16, dest: &str, extra: &str) -> String {
     )
 }
 
+/// A route that terminates TLS with the test certificate, plus `extra` options.
+fn tls_route(name: &str, port: u16, dest: &str, extra: &str) -> String {
+    route(name, port, dest, &format!("{}{extra}", cert_opts()))
+}
+
 fn cert_opts() -> String {
     let p = pki();
     format!(
@@ -245,11 +250,8 @@ fn every_mode_pair_uses_tls_on_the_hops_it_should() {
     for c in modes_c {
         for s in modes_s {
             let p = free_port();
-            let extra = format!(
-                "{}client_ssl_mode = {c}\nserver_ssl_mode = {s}\n",
-                cert_opts()
-            );
-            body += &route(&format!("{c}_{s}").to_lowercase(), p, &srv.addr(), &extra);
+            let extra = format!("client_ssl_mode = {c}\nserver_ssl_mode = {s}\n");
+            body += &tls_route(&format!("{c}_{s}").to_lowercase(), p, &srv.addr(), &extra);
             ports.push((c, s, p));
         }
     }
@@ -295,12 +297,7 @@ fn the_client_sees_the_servers_greeting_and_auth_verdicts() {
     let srv = tls_server();
     let port = free_port();
     let r = Router::start(
-        &route(
-            "g",
-            port,
-            &srv.addr(),
-            &format!("{}max_connect_errors = 2\n", cert_opts()),
-        ),
+        &tls_route("g", port, &srv.addr(), "max_connect_errors = 2\n"),
         &[port],
     );
     let direct = common::greeting(srv.port).expect("direct greeting");
@@ -343,7 +340,7 @@ fn the_client_sees_the_servers_greeting_and_auth_verdicts() {
 fn large_results_and_compression_pass_through_tls() {
     let srv = tls_server();
     let port = free_port();
-    let _r = Router::start(&route("big", port, &srv.addr(), &cert_opts()), &[port]);
+    let _r = Router::start(&tls_route("big", port, &srv.addr(), ""), &[port]);
     // 3 MB up (in the statement) and 3 MB down, checked by hash on both ends.
     let payload: String = (0..3_000_000)
         .map(|i| (b'a' + (i % 26) as u8) as char)
@@ -401,16 +398,16 @@ fn required_modes_refuse_what_they_cannot_have() {
     let tls = tls_server();
     let plain = plain_server();
     let (a, b) = (free_port(), free_port());
-    let body = route(
+    let body = tls_route(
         "need_server_tls",
         a,
         &plain.addr(),
-        &format!("{}server_ssl_mode = REQUIRED\n", cert_opts()),
-    ) + &route(
+        "server_ssl_mode = REQUIRED\n",
+    ) + &tls_route(
         "need_client_tls",
         b,
         &tls.addr(),
-        &format!("{}client_ssl_mode = REQUIRED\n", cert_opts()),
+        "client_ssl_mode = REQUIRED\n",
     );
     let r = Router::start(&body, &[a, b]);
     let e = ciphers(a, true).expect_err("no TLS on the server");
@@ -457,11 +454,10 @@ fn server_certificates_are_verified_when_asked() {
     for (name, dest, verify, ca, _) in &cases {
         let port = free_port();
         let extra = format!(
-            "{}server_ssl_mode = REQUIRED\nserver_ssl_verify = {verify}\nserver_ssl_ca = {}\n",
-            cert_opts(),
+            "server_ssl_mode = REQUIRED\nserver_ssl_verify = {verify}\nserver_ssl_ca = {}\n",
             p.path(ca)
         );
-        body += &route(name, port, dest, &extra);
+        body += &tls_route(name, port, dest, &extra);
         ports.push(port);
     }
     let r = Router::start(&body, &ports);
@@ -555,7 +551,7 @@ fn many_concurrent_tls_clients() {
     let port = free_port();
     let body = format!(
         "[DEFAULT]\nmax_total_connections = 4000\n{}",
-        route("many", port, &srv.addr(), &cert_opts())
+        tls_route("many", port, &srv.addr(), "")
     );
     let _r = Router::start(&body, &[port]);
     common::raise_fd_limit();
@@ -611,12 +607,12 @@ use common::mysql97;
 fn mysql97_routes() -> (Router, u16, u16, u16) {
     let srv = mysql97::shared();
     let (plain_hop, tls_hops, off) = (free_port(), free_port(), free_port());
-    let body = route(
+    let body = tls_route(
         "plain_hop",
         plain_hop,
         &srv.addr(),
-        &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
-    ) + &route("tls_hops", tls_hops, &srv.addr(), &cert_opts())
+        "server_ssl_mode = DISABLED\n",
+    ) + &tls_route("tls_hops", tls_hops, &srv.addr(), "")
         + &route(
             "off",
             off,
@@ -728,7 +724,7 @@ fn compression_works_while_the_router_terminates_tls() {
 fn prepared_statements_and_rows_over_16_mib_through_tls() {
     let srv = tls_server();
     let port = free_port();
-    let _r = Router::start(&route("ps", port, &srv.addr(), &cert_opts()), &[port]);
+    let _r = Router::start(&tls_route("ps", port, &srv.addr(), ""), &[port]);
     common::rt().block_on(async {
         use mysql_async::prelude::Queryable;
         let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(common::opts(port))
@@ -761,12 +757,7 @@ fn rows_over_16_mib_through_compression_the_router_terminates() {
     let srv = tls_server();
     let port = free_port();
     let _r = Router::start_with(
-        &route(
-            "cz",
-            port,
-            &srv.addr(),
-            &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
-        ),
+        &tls_route("cz", port, &srv.addr(), "server_ssl_mode = DISABLED\n"),
         &[port],
         "debug",
         &[],
@@ -836,12 +827,7 @@ fn bad_handshakes_get_1043_are_counted_and_harm_no_one() {
     let srv = tls_server();
     let port = free_port();
     let r = Router::start(
-        &route(
-            "bad",
-            port,
-            &srv.addr(),
-            &format!("{}max_connect_errors = 4\n", cert_opts()),
-        ),
+        &tls_route("bad", port, &srv.addr(), "max_connect_errors = 4\n"),
         &[port],
     );
     // MySQL Router's answer: sequence id 2, 1043, no SQL state.
@@ -874,7 +860,7 @@ fn bad_handshakes_get_1043_are_counted_and_harm_no_one() {
     );
     // ... and a fresh route on the same server serves at once (nothing else was hurt).
     let other = free_port();
-    let _r2 = Router::start(&route("good", other, &srv.addr(), &cert_opts()), &[other]);
+    let _r2 = Router::start(&tls_route("good", other, &srv.addr(), ""), &[other]);
     assert!(ciphers(other, true).is_ok());
 }
 
@@ -882,7 +868,7 @@ fn bad_handshakes_get_1043_are_counted_and_harm_no_one() {
 fn python_clients_over_terminated_tls() {
     let srv = tls_server();
     let port = free_port();
-    let _r = Router::start(&route("py", port, &srv.addr(), &cert_opts()), &[port]);
+    let _r = Router::start(&tls_route("py", port, &srv.addr(), ""), &[port]);
     let script = format!(
         r#"
 import ssl, pymysql, mysql.connector
@@ -924,12 +910,7 @@ fn mysql_connector_with_compression_the_router_terminates() {
     let srv = tls_server();
     let port = free_port();
     let _r = Router::start(
-        &route(
-            "pyz",
-            port,
-            &srv.addr(),
-            &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
-        ),
+        &tls_route("pyz", port, &srv.addr(), "server_ssl_mode = DISABLED\n"),
         &[port],
     );
     let script = format!(
@@ -966,7 +947,7 @@ fn auth_switch_ed25519_and_empty_passwords_pass_through() {
     let _turn = mysql97_turn();
     let srv = tls_server();
     let port = free_port();
-    let _r = Router::start(&route("auth", port, &srv.addr(), &cert_opts()), &[port]);
+    let _r = Router::start(&tls_route("auth", port, &srv.addr(), ""), &[port]);
     let root = |sql: &str| {
         let o = Command::new("mariadb")
             .args([
@@ -1016,7 +997,7 @@ fn auth_switch_ed25519_and_empty_passwords_pass_through() {
     // the router), full authentication over TLS.
     let m = mysql97::shared();
     let p97 = free_port();
-    let _r97 = Router::start(&route("sw", p97, &m.addr(), &cert_opts()), &[p97]);
+    let _r97 = Router::start(&tls_route("sw", p97, &m.addr(), ""), &[p97]);
     flush_auth_cache();
     let o = Command::new("mariadb")
         .args([
@@ -1083,11 +1064,11 @@ fn passwords_sent_in_clear_by_tls_clients_never_cross_a_plain_server_hop_in_clea
     let (hop, seen) = recording_proxy(srv.port);
     let port = free_port();
     let _r = Router::start(
-        &route(
+        &tls_route(
             "hop",
             port,
             &format!("127.0.0.1:{hop}"),
-            &format!("{}server_ssl_mode = DISABLED\n", cert_opts()),
+            "server_ssl_mode = DISABLED\n",
         ),
         &[port],
     );
@@ -1180,11 +1161,11 @@ fn change_user_through(pool: &str, sharing: &str, compress: bool) {
     let port = free_port();
     let _r = Router::start(
         &(pool.to_string()
-            + &route(
+            + &tls_route(
                 "hop",
                 port,
                 &format!("127.0.0.1:{hop}"),
-                &format!("{}server_ssl_mode = DISABLED\n{sharing}", cert_opts()),
+                &format!("server_ssl_mode = DISABLED\n{sharing}"),
             )),
         &[port],
     );
@@ -1261,16 +1242,16 @@ fn clients_without_tls_do_full_authentication_over_a_tls_server_hop_with_the_rou
     let _turn = mysql97_turn();
     let srv = mysql97::shared();
     let (required, preferred) = (free_port(), free_port());
-    let body = route(
+    let body = tls_route(
         "required",
         required,
         &srv.addr(),
-        &format!("{}server_ssl_mode = REQUIRED\n", cert_opts()),
-    ) + &route(
+        "server_ssl_mode = REQUIRED\n",
+    ) + &tls_route(
         "preferred",
         preferred,
         &srv.addr(),
-        &format!("{}server_ssl_mode = PREFERRED\n", cert_opts()),
+        "server_ssl_mode = PREFERRED\n",
     );
     let _r = Router::start(&body, &[required, preferred]);
     let q = "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_cipher'";
@@ -1392,11 +1373,11 @@ fn the_server_hop_resumes_tls_sessions_as_the_session_cache_options_say() {
     for (i, extra) in opts.iter().enumerate() {
         let (hop, counts) = counting_proxy(srv.port);
         let port = free_port();
-        body += &route(
+        body += &tls_route(
             &format!("r{i}"),
             port,
             &format!("127.0.0.1:{hop}"),
-            &format!("{}{extra}", cert_opts()),
+            &format!("{extra}"),
         );
         ports.push(port);
         seen.push(counts);
@@ -1462,14 +1443,7 @@ fn clients_resume_tls_sessions_as_the_client_session_cache_options_say() {
         .iter()
         .zip(&ports)
         .enumerate()
-        .map(|(i, (o, p))| {
-            route(
-                &format!("c{i}"),
-                *p,
-                &srv.addr(),
-                &format!("{}{o}", cert_opts()),
-            )
-        })
+        .map(|(i, (o, p))| tls_route(&format!("c{i}"), *p, &srv.addr(), &format!("{o}")))
         .collect();
     let _r = Router::start(&body, &ports);
     let script = r#"
