@@ -499,7 +499,7 @@ mod tests {
 
         // demoted primary: always closed on a PRIMARY route
         assert!(must_close(&r, &opts(RouteRole::Primary))
-            .unwrap()
+            .unwrap() // ok: test code
             .contains("no longer PRIMARY"));
         assert_eq!(must_close(&p, &opts(RouteRole::Primary)), None);
         // promoted secondary: only when asked
@@ -511,7 +511,7 @@ mod tests {
         assert_eq!(must_close(&r, &o), None);
         o.disconnect_on_replication_lag = true;
         assert!(must_close(&r, &o)
-            .unwrap()
+            .unwrap() // ok: test code
             .contains("over max_replication_lag"));
         // unknown: only when asked
         assert_eq!(must_close(&unknown, &o), None);

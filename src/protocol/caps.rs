@@ -148,12 +148,12 @@ mod tests {
     #[test]
     fn greeting_and_response_give_the_hop_caps() {
         let server = 0xF7FE_u32 | (0x81BF << 16); // bit 0 cleared: MariaDB
-        let g = from_greeting(&mariadb_greeting(server, 0x1D)).unwrap();
+        let g = from_greeting(&mariadb_greeting(server, 0x1D)).unwrap(); // ok: test code
         assert!(g.has(flag::DEPRECATE_EOF) && g.has(flag::MARIADB_CACHE_METADATA));
         let mut resp = (flag::PROTOCOL_41 | flag::DEPRECATE_EOF | flag::MULTI_RESULTS) as u32;
         let mut r = resp.to_le_bytes().to_vec();
         r.resize(32, 0);
-        let hop = negotiated(g, from_response(&r).unwrap());
+        let hop = negotiated(g, from_response(&r).unwrap()); // ok: test code
         assert!(hop.deprecate_eof() && !hop.has(flag::SSL));
         assert!(
             !hop.has(flag::MARIADB_CACHE_METADATA),
@@ -164,7 +164,7 @@ mod tests {
         let mut r = resp.to_le_bytes().to_vec();
         r.resize(28, 0);
         r.extend(((flag::MARIADB_CACHE_METADATA >> 32) as u32).to_le_bytes());
-        let hop = negotiated(g, from_response(&r).unwrap());
+        let hop = negotiated(g, from_response(&r).unwrap()); // ok: test code
         assert!(hop.metadata_flag_byte());
     }
 

@@ -602,8 +602,8 @@ mod tests {
 
     /// Asserts the exchange is Done exactly at its last packet with `outcome`.
     fn ends_at_last(caps: Caps, script: &[(Dir, Vec<u8>)], outcome: Outcome) {
-        let turns = run(caps, script).expect("valid exchange");
-        let (last, before) = turns.split_last().expect("packets");
+        let turns = run(caps, script).expect("valid exchange"); // ok: test code
+        let (last, before) = turns.split_last().expect("packets"); // ok: test code
         assert_eq!(*last, Turn::Done(outcome), "{turns:?}");
         assert!(
             before.iter().all(|t| !matches!(t, Turn::Done(_))),
@@ -637,7 +637,7 @@ mod tests {
     fn in_transaction_comes_from_the_final_status() {
         let mut s = vec![query("BEGIN")];
         s.extend(server(vec![ok(0x0003)]));
-        let turns = run(DEPRECATE, &s).unwrap();
+        let turns = run(DEPRECATE, &s).unwrap(); // ok: test code
         match turns.last() {
             Some(Turn::Done(o)) => assert_eq!(o.in_transaction(), Some(true)),
             t => panic!("{t:?}"),
@@ -682,7 +682,7 @@ mod tests {
         s.push((Dir::Client, b"1\n2\n".to_vec()));
         s.push((Dir::Client, vec![]));
         s.push((Dir::Server, ok(0x0002)));
-        let turns = run(DEPRECATE, &s).unwrap();
+        let turns = run(DEPRECATE, &s).unwrap(); // ok: test code
         assert_eq!(
             turns,
             [
@@ -725,7 +725,7 @@ mod tests {
         sql.resize(MAX_PAYLOAD, b' ');
         let script = vec![(Dir::Client, sql), (Dir::Server, ok(2))];
         // packets(): full packet + empty packet from the client, then the OK.
-        let turns = run(EOF41, &script).unwrap();
+        let turns = run(EOF41, &script).unwrap(); // ok: test code
         assert_eq!(
             turns,
             [
@@ -747,7 +747,7 @@ mod tests {
     #[test]
     fn an_out_of_order_sequence_id_is_an_error() {
         let cmd = Packet::from_payload(0, &[cmd::PING], true);
-        let mut t = ResponseTracker::start(&cmd, EOF41).unwrap();
+        let mut t = ResponseTracker::start(&cmd, EOF41).unwrap(); // ok: test code
         let reply = Packet::from_payload(2, &ok(2), true);
         assert_eq!(
             t.server_packet(&reply),
@@ -764,7 +764,7 @@ mod tests {
     fn commands_without_a_response_are_done_at_once() {
         for c in [cmd::QUIT, cmd::STMT_CLOSE, cmd::STMT_SEND_LONG_DATA] {
             let p = Packet::from_payload(0, &[c, 1, 0, 0, 0], true);
-            let mut t = ResponseTracker::start(&p, EOF41).unwrap();
+            let mut t = ResponseTracker::start(&p, EOF41).unwrap(); // ok: test code
             assert_eq!(t.turn(), Turn::Done(Outcome::NoStatus));
             let stray = Packet::from_payload(1, &ok(2), true);
             assert_eq!(t.server_packet(&stray), Err(ProtocolError::AfterEnd));
@@ -867,7 +867,7 @@ mod tests {
     #[test]
     fn binlog_dump_is_a_stream() {
         let p = Packet::from_payload(0, &[cmd::BINLOG_DUMP, 4, 0, 0, 0], true);
-        let t = ResponseTracker::start(&p, EOF41).unwrap();
+        let t = ResponseTracker::start(&p, EOF41).unwrap(); // ok: test code
         assert!(t.is_stream());
         assert_eq!(t.turn(), Turn::Server);
     }
@@ -960,7 +960,7 @@ mod tests {
             let mut split = Splitter::new();
             let mut seen = Vec::new();
             Splitter::new().feed(cmd_bytes, |p| { seen.push(*p); true });
-            let mut t = ResponseTracker::start(&seen[0], caps).unwrap();
+            let mut t = ResponseTracker::start(&seen[0], caps).unwrap(); // ok: test code
             let mut done_at = None;
             let mut consumed = 0usize;
             let mut prev = 0;

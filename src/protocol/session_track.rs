@@ -151,7 +151,7 @@ mod tests {
         state.extend(entry(5, &lenenc(b"T_______")));
         state.extend(entry(9, b"xy"));
         assert_eq!(
-            decode(&state).unwrap(),
+            decode(&state).unwrap(), // ok: test code
             vec![
                 Change::SystemVariable {
                     name: b"time_zone".to_vec(),
@@ -177,16 +177,17 @@ mod tests {
         ok.extend_from_slice(&1u16.to_le_bytes());
         ok.extend(lenenc(b""));
         ok.extend(lenenc(&entry(1, &lenenc(b"s"))));
-        let f = ok_fields(&ok).unwrap();
+        let f = ok_fields(&ok).unwrap(); // ok: test code
         assert_eq!((f.affected_rows, f.last_insert_id, f.warnings), (3, 300, 1));
         assert_eq!(
-            ok_session_state(&ok, flag::SESSION_TRACK | flag::PROTOCOL_41).unwrap(),
+            ok_session_state(&ok, flag::SESSION_TRACK | flag::PROTOCOL_41).unwrap(), // ok: test code
             vec![Change::Schema(b"s".to_vec())]
         );
-        assert_eq!(ok_session_state(&ok, flag::PROTOCOL_41).unwrap(), vec![]);
+        assert_eq!(ok_session_state(&ok, flag::PROTOCOL_41).unwrap(), vec![]); // ok: test code
+
         // A classic EOF: warnings then status.
         let eof = [0xFE, 2, 0, 0x02, 0];
-        let f = ok_fields(&eof).unwrap();
+        let f = ok_fields(&eof).unwrap(); // ok: test code
         assert_eq!((f.warnings, f.status), (2, status::AUTOCOMMIT));
         assert_eq!(ok_fields(&[0xFF, 1, 2]), None);
         assert_eq!(ok_fields(&[0x00, 0xFC]), None);

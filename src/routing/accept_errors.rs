@@ -99,7 +99,7 @@ mod tests {
         // The next failure after the interval reports them all.
         let r = b
             .failed(t0 + INTERVAL, true, "Too many open files")
-            .expect("a line after the interval");
+            .expect("a line after the interval"); // ok: test code
         assert_eq!(r.failures, 1000);
         assert_eq!(r.refused, 500);
         assert!(!b.pending());

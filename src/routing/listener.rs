@@ -136,10 +136,10 @@ mod tests {
 
     #[test]
     fn unix_socket_is_0777_and_a_stale_socket_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
         let p = dir.path().join("s.sock");
-        let l = bind_unix("routing:t", &p).unwrap();
-        let m = std::fs::symlink_metadata(&p).unwrap();
+        let l = bind_unix("routing:t", &p).unwrap(); // ok: test code
+        let m = std::fs::symlink_metadata(&p).unwrap(); // ok: test code
         assert!(m.file_type().is_socket());
         assert_eq!(m.permissions().mode() & 0o777, 0o777);
         // Live: refused.
@@ -149,41 +149,41 @@ mod tests {
         ));
         drop(l);
         // Stale: replaced.
-        let _l = bind_unix("routing:t", &p).unwrap();
+        let _l = bind_unix("routing:t", &p).unwrap(); // ok: test code
     }
 
     #[test]
     fn a_file_or_a_link_at_the_socket_path_is_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
         let victim = dir.path().join("victim");
-        std::fs::write(&victim, "keep").unwrap();
-        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&victim, "keep").unwrap(); // ok: test code
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap(); // ok: test code
         let link = dir.path().join("link.sock");
-        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::symlink(&victim, &link).unwrap(); // ok: test code
         for p in [&victim, &link] {
             let e = bind_unix("routing:t", p).unwrap_err().to_string();
             assert!(e.contains("not a socket"), "{e}");
         }
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        let m = std::fs::metadata(&victim).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep"); // ok: test code
+        let m = std::fs::metadata(&victim).unwrap(); // ok: test code
         assert_eq!(m.permissions().mode() & 0o777, 0o600);
         assert!(std::fs::symlink_metadata(&link)
-            .unwrap()
+            .unwrap() // ok: test code
             .file_type()
             .is_symlink());
     }
 
     #[test]
     fn the_mode_is_never_set_through_a_link() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
         let victim = dir.path().join("victim");
-        std::fs::write(&victim, "keep").unwrap();
-        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&victim, "keep").unwrap(); // ok: test code
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap(); // ok: test code
         let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::symlink(&victim, &link).unwrap(); // ok: test code
         assert!(set_socket_mode(&link, 0o777).is_err());
         assert!(set_socket_mode(&victim, 0o777).is_err());
-        let m = std::fs::metadata(&victim).unwrap();
+        let m = std::fs::metadata(&victim).unwrap(); // ok: test code
         assert_eq!(m.permissions().mode() & 0o777, 0o600);
     }
 }

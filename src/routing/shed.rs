@@ -75,23 +75,23 @@ mod tests {
     #[test]
     fn a_waiting_client_gets_the_frame_and_a_close() {
         reserve();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // ok: test code
+        l.set_nonblocking(true).unwrap(); // ok: test code
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap(); // ok: test code
         c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        // The connection may take a moment to reach the accept queue.
+            .unwrap(); // ok: test code
+                       // The connection may take a moment to reach the accept queue.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !refuse_one(l.as_raw_fd(), b"bye") {
             assert!(std::time::Instant::now() < deadline, "nothing accepted");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let mut got = Vec::new();
-        c.read_to_end(&mut got).unwrap();
+        c.read_to_end(&mut got).unwrap(); // ok: test code
         assert_eq!(got, b"bye");
         // Nothing waiting: nothing refused, and the spare is back.
         assert!(!refuse_one(l.as_raw_fd(), b"bye"));
-        assert!(SPARE.lock().unwrap().is_some());
+        assert!(SPARE.lock().unwrap().is_some()); // ok: test code
     }
 
     #[test]

@@ -327,7 +327,7 @@ mod tests {
         let mut c = Compressed::new(tokio::io::empty(), codec);
         c.next_seq = seq;
         for chunk in data.chunks(MAX_FRAME) {
-            c.frame(chunk).unwrap();
+            c.frame(chunk).unwrap(); // ok: test code
         }
         c.wbuf
     }
@@ -342,15 +342,15 @@ mod tests {
                 .flat_map(|i| (i % 251).to_le_bytes())
                 .collect();
             let t = tokio::spawn(async move {
-                w.write_all(b"short").await.unwrap();
-                w.write_all(&big).await.unwrap();
-                w.flush().await.unwrap();
-                w.shutdown().await.unwrap();
+                w.write_all(b"short").await.unwrap(); // ok: test code
+                w.write_all(&big).await.unwrap(); // ok: test code
+                w.flush().await.unwrap(); // ok: test code
+                w.shutdown().await.unwrap(); // ok: test code
                 big
             });
             let mut got = Vec::new();
-            r.read_to_end(&mut got).await.unwrap();
-            let big = t.await.unwrap();
+            r.read_to_end(&mut got).await.unwrap(); // ok: test code
+            let big = t.await.unwrap(); // ok: test code
             assert_eq!(&got[..5], b"short");
             assert_eq!(&got[5..], &big[..], "{codec:?}");
         }
@@ -374,29 +374,29 @@ mod tests {
         client
             .write_all(&frames(Codec::Zlib, b"\x01\x00\x00\x00\x0e", 0))
             .await
-            .unwrap();
+            .unwrap(); // ok: test code
         let mut b = [0u8; 5];
-        r.read_exact(&mut b).await.unwrap();
+        r.read_exact(&mut b).await.unwrap(); // ok: test code
         assert_eq!(b, *b"\x01\x00\x00\x00\x0e");
         r.write_all(b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00")
             .await
-            .unwrap();
-        r.flush().await.unwrap();
+            .unwrap(); // ok: test code
+        r.flush().await.unwrap(); // ok: test code
         let mut h = [0u8; 7 + 11];
-        client.read_exact(&mut h).await.unwrap();
+        client.read_exact(&mut h).await.unwrap(); // ok: test code
         assert_eq!(h[3], 1, "the reply's compressed sequence id");
         // A frame split across reads and several frames in one read.
         let mut two = frames(Codec::Zlib, &[9u8; 300], 0);
         two.extend(frames(Codec::Zlib, b"xyz", 1));
-        client.write_all(&two[..5]).await.unwrap();
-        client.write_all(&two[5..]).await.unwrap();
+        client.write_all(&two[..5]).await.unwrap(); // ok: test code
+        client.write_all(&two[5..]).await.unwrap(); // ok: test code
         let mut got = vec![0u8; 303];
-        r.read_exact(&mut got).await.unwrap();
+        r.read_exact(&mut got).await.unwrap(); // ok: test code
         assert_eq!(&got[300..], b"xyz");
-        r.write_all(b"\x01\x00\x00\x01\x00").await.unwrap();
-        r.flush().await.unwrap();
+        r.write_all(b"\x01\x00\x00\x01\x00").await.unwrap(); // ok: test code
+        r.flush().await.unwrap(); // ok: test code
         let mut h = [0u8; 7 + 5];
-        client.read_exact(&mut h).await.unwrap();
+        client.read_exact(&mut h).await.unwrap(); // ok: test code
         assert_eq!(h[3], 2);
     }
 
@@ -421,7 +421,7 @@ mod tests {
             out.push(if ulen == 0 {
                 p.to_vec()
             } else {
-                decompress(c.codec, p, ulen).unwrap()
+                decompress(c.codec, p, ulen).unwrap() // ok: test code
             });
             w = &w[HEADER + clen..];
         }
@@ -432,7 +432,7 @@ mod tests {
     fn frames_per_packet(frames: &[Vec<u8>]) -> Vec<usize> {
         let mut bounds = vec![0];
         for f in frames {
-            bounds.push(bounds.last().unwrap() + f.len());
+            bounds.push(bounds.last().unwrap() + f.len()); // ok: test code
         }
         let all = frames.concat();
         let (mut at, mut out) = (0, Vec::new());
@@ -456,7 +456,7 @@ mod tests {
         let data = packets(&[10, 100_000, 3]);
         for piece in data.chunks(16_384) {
             c.plain.extend_from_slice(piece);
-            c.frame_plain(false).unwrap();
+            c.frame_plain(false).unwrap(); // ok: test code
         }
         let frames = written(&c);
         assert_eq!(frames.concat(), data);
@@ -467,7 +467,7 @@ mod tests {
         let data = packets(&[MAX_FRAME, 20_000_000 - MAX_FRAME, 5]);
         for piece in data.chunks(1 << 20) {
             c.plain.extend_from_slice(piece);
-            c.frame_plain(false).unwrap();
+            c.frame_plain(false).unwrap(); // ok: test code
         }
         let frames = written(&c);
         assert_eq!(frames.concat(), data);
@@ -476,9 +476,9 @@ mod tests {
         // An unfinished packet waits for its end, unless the stream ends.
         let mut c = Compressed::new(tokio::io::empty(), Codec::Zlib);
         c.plain.extend_from_slice(&packets(&[100])[..50]);
-        c.frame_plain(false).unwrap();
+        c.frame_plain(false).unwrap(); // ok: test code
         assert!(c.wbuf.is_empty());
-        c.frame_plain(true).unwrap();
+        c.frame_plain(true).unwrap(); // ok: test code
         assert_eq!(written(&c).concat().len(), 50);
     }
 
@@ -489,7 +489,7 @@ mod tests {
             vec![3, 0, 0, 0, 100, 0, 0, 1, 2, 3],
             // Inflates to more than it says.
             {
-                let c = compress(Codec::Zlib, &[7u8; 1000]).unwrap();
+                let c = compress(Codec::Zlib, &[7u8; 1000]).unwrap(); // ok: test code
                 let mut f = u24(c.len()).to_vec();
                 f.push(0);
                 f.extend(u24(10));
@@ -500,7 +500,7 @@ mod tests {
             vec![50, 0, 0, 0, 0, 0, 0, 1, 2],
         ] {
             let (mut a, b) = tokio::io::duplex(1 << 16);
-            a.write_all(&junk).await.unwrap();
+            a.write_all(&junk).await.unwrap(); // ok: test code
             drop(a);
             let mut r = Compressed::new(b, Codec::Zlib);
             let mut out = Vec::new();

@@ -295,7 +295,7 @@ mod tests {
             (flag::PROTOCOL_41 | flag::DEPRECATE_EOF | flag::SSL | flag::CONNECT_WITH_DB) as u32;
         r[..4].copy_from_slice(&caps.to_le_bytes());
         r[28..32].copy_from_slice(&4u32.to_le_bytes());
-        let g = grammar_caps(&r).unwrap();
+        let g = grammar_caps(&r).unwrap(); // ok: test code
         assert_eq!(g, flag::PROTOCOL_41 | flag::DEPRECATE_EOF | (4 << 32));
         assert_eq!(grammar_caps(&r[..20]), None);
     }

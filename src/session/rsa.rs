@@ -137,18 +137,19 @@ mod tests {
         use rsa::pkcs1::EncodeRsaPrivateKey;
         use rsa::pkcs8::EncodePrivateKey;
         let mut rng = rsa::rand_core::OsRng;
-        let private = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let private = RsaPrivateKey::new(&mut rng, 2048).unwrap(); // ok: test code
         let nonce = b"0123456789abcdefghij";
-        let pkcs8 = private.to_pkcs8_der().unwrap();
-        let pkcs1 = private.to_pkcs1_der().unwrap();
+        let pkcs8 = private.to_pkcs8_der().unwrap(); // ok: test code
+        let pkcs1 = private.to_pkcs1_der().unwrap(); // ok: test code
         for der in [
             rustls::pki_types::PrivateKeyDer::Pkcs8(pkcs8.as_bytes().to_vec().into()),
             rustls::pki_types::PrivateKeyDer::Pkcs1(pkcs1.as_bytes().to_vec().into()),
         ] {
-            let key = RouterKey::new(&der).expect("an RSA key");
+            let key = RouterKey::new(&der).expect("an RSA key"); // ok: test code
+
             // What a client does with the PEM it was sent.
-            let enc = encrypt_password(key.public_pem(), b"s3cret\0", nonce).unwrap();
-            assert_eq!(key.decrypt_password(&enc, nonce).unwrap(), b"s3cret\0");
+            let enc = encrypt_password(key.public_pem(), b"s3cret\0", nonce).unwrap(); // ok: test code
+            assert_eq!(key.decrypt_password(&enc, nonce).unwrap(), b"s3cret\0"); // ok: test code
             assert!(key.decrypt_password(&enc[1..], nonce).is_err());
             assert!(key.decrypt_password(b"junk", nonce).is_err());
         }
@@ -159,14 +160,14 @@ mod tests {
     #[test]
     fn the_server_can_decrypt_what_we_send() {
         let mut rng = rsa::rand_core::OsRng;
-        let private = RsaPrivateKey::new(&mut rng, 1024).unwrap();
+        let private = RsaPrivateKey::new(&mut rng, 1024).unwrap(); // ok: test code
         let pem = private
             .to_public_key()
             .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-            .unwrap();
+            .unwrap(); // ok: test code
         let nonce = b"0123456789abcdefghij";
-        let enc = encrypt_password(pem.as_bytes(), b"s3cret\0", nonce).unwrap();
-        let mut plain = private.decrypt(Oaep::new::<sha1::Sha1>(), &enc).unwrap();
+        let enc = encrypt_password(pem.as_bytes(), b"s3cret\0", nonce).unwrap(); // ok: test code
+        let mut plain = private.decrypt(Oaep::new::<sha1::Sha1>(), &enc).unwrap(); // ok: test code
         for (i, b) in plain.iter_mut().enumerate() {
             *b ^= nonce[i % nonce.len()];
         }

@@ -216,11 +216,11 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(64);
         tokio::io::AsyncWriteExt::write_all(&mut a, b"world")
             .await
-            .unwrap();
+            .unwrap(); // ok: test code
         drop(a);
         let mut p = Prefixed::new(b"hello ".to_vec(), b);
         let mut out = String::new();
-        p.read_to_string(&mut out).await.unwrap();
+        p.read_to_string(&mut out).await.unwrap(); // ok: test code
         assert_eq!(out, "hello world");
     }
 
@@ -231,14 +231,14 @@ mod tests {
         let mut c = Counted::new(a, &up, &down);
         tokio::io::AsyncWriteExt::write_all(&mut c, b"greeting")
             .await
-            .unwrap();
+            .unwrap(); // ok: test code
         assert_eq!((up.bytes(), down.bytes()), (0, 8));
         assert_ne!(down.last_us(), 0);
         tokio::io::AsyncWriteExt::write_all(&mut b, b"login")
             .await
-            .unwrap();
+            .unwrap(); // ok: test code
         let mut got = [0u8; 5];
-        c.read_exact(&mut got).await.unwrap();
+        c.read_exact(&mut got).await.unwrap(); // ok: test code
         assert_eq!((up.bytes(), down.bytes()), (5, 8));
         assert_ne!(up.last_us(), 0);
     }

@@ -390,9 +390,10 @@ where
         ServerSslMode::AsClient => client_tls,
     };
     let mut cseq: u8 = if client_tls { 3 } else { 2 }; // next id towards the client
-                                                       // A TLS client over a plain server hop: compression is the router's on the client
-                                                       // hop, none towards the server, so that COM_CHANGE_USER stays visible (`compress`).
-                                                       // Neither the server nor the pool key sees it.
+
+    // A TLS client over a plain server hop: compression is the router's on the client
+    // hop, none towards the server, so that COM_CHANGE_USER stays visible (`compress`).
+    // Neither the server nor the pool key sees it.
     let client_compression = (client_tls && !server_tls)
         .then(|| compression_of(&response, server_caps))
         .flatten();
@@ -926,13 +927,13 @@ mod tests {
         let z = response(0, Some(7));
         assert_eq!(compression_of(&z, offered), Some(Codec::Zstd(7)));
         assert_eq!(compression_of(&z, flag::COMPRESS), None);
-        let plain = without_compression(&z).unwrap();
+        let plain = without_compression(&z).unwrap(); // ok: test code
         assert_eq!(plain[4..], response(0, None)[4..], "the level byte dropped");
         assert_eq!(caps_of_response(&plain) as u64 & offered, 0);
         assert_eq!(plain.len(), z.len() - 1);
         let zl = response(flag::COMPRESS, None);
         assert_eq!(compression_of(&zl, offered), Some(Codec::Zlib));
-        let plain = without_compression(&zl).unwrap();
+        let plain = without_compression(&zl).unwrap(); // ok: test code
         assert_eq!(plain.len(), zl.len());
         assert_eq!(caps_of_response(&plain) as u64 & flag::COMPRESS, 0);
         assert_eq!(compression_of(&response(0, None), offered), None);
