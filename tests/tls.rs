@@ -1373,12 +1373,7 @@ fn the_server_hop_resumes_tls_sessions_as_the_session_cache_options_say() {
     for (i, extra) in opts.iter().enumerate() {
         let (hop, counts) = counting_proxy(srv.port);
         let port = free_port();
-        body += &tls_route(
-            &format!("r{i}"),
-            port,
-            &format!("127.0.0.1:{hop}"),
-            &format!("{extra}"),
-        );
+        body += &tls_route(&format!("r{i}"), port, &format!("127.0.0.1:{hop}"), extra);
         ports.push(port);
         seen.push(counts);
     }
@@ -1443,7 +1438,7 @@ fn clients_resume_tls_sessions_as_the_client_session_cache_options_say() {
         .iter()
         .zip(&ports)
         .enumerate()
-        .map(|(i, (o, p))| tls_route(&format!("c{i}"), *p, &srv.addr(), &format!("{o}")))
+        .map(|(i, (o, p))| tls_route(&format!("c{i}"), *p, &srv.addr(), o))
         .collect();
     let _r = Router::start(&body, &ports);
     let script = r#"

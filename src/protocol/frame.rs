@@ -130,7 +130,7 @@ impl Splitter {
                 if self.hdr_len < 4 {
                     break;
                 }
-                let len = u32::from_le_bytes([self.hdr[0], self.hdr[1], self.hdr[2], 0]) as usize;
+                let len = le24(&self.hdr);
                 self.current = Packet {
                     seq: self.hdr[3],
                     len,
@@ -173,6 +173,12 @@ impl Splitter {
         }
         pos
     }
+}
+
+/// The 3-byte little-endian length at the start of `b`: a packet header's payload
+/// length, or either length of a compressed frame's header. `b` holds at least 3 bytes.
+pub fn le24(b: &[u8]) -> usize {
+    u32::from_le_bytes([b[0], b[1], b[2], 0]) as usize
 }
 
 /// Writes a packet header for a payload of `len` bytes (`len` ≤ [`MAX_PAYLOAD`]).

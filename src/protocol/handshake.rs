@@ -32,6 +32,7 @@
 //!   capabilities. Not a bad handshake either.
 
 use crate::config::Protocol;
+use crate::protocol::frame::le24;
 
 const CLIENT_PROTOCOL_41: u32 = 0x0200;
 const CLIENT_SSL: u32 = 0x0800;
@@ -92,7 +93,7 @@ impl Framer {
                 if self.hdr_len < 4 {
                     return;
                 }
-                self.len = u32::from_le_bytes([self.hdr[0], self.hdr[1], self.hdr[2], 0]) as usize;
+                self.len = le24(&self.hdr);
                 self.remaining = self.len;
                 self.prefix_len = 0;
                 if self.len == 0 && !self.emit(&mut f) {

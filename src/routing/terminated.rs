@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 impl Route {
     /// Handshake (terminated, counted for `max_connect_errors`) then relay; the bytes
     /// the client sends and receives reach `live` as they move.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn serve_terminated<C>(
         &self,
         client: C,

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::protocol::caps::flag;
-use crate::protocol::frame::{header, MAX_PAYLOAD};
+use crate::protocol::frame::{header, le24, MAX_PAYLOAD};
 
 const COM_CHANGE_USER: u8 = 0x11;
 const CACHING_SHA2: &[u8] = b"caching_sha2_password";
@@ -121,7 +121,7 @@ impl<S> Guard<S> {
             if rest.len() < 4 {
                 return at;
             }
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], 0]) as usize;
+            let len = le24(rest);
             let first = rest.get(4).copied();
             if len > 0 && first.is_none() {
                 return at;
@@ -156,7 +156,7 @@ impl<S> Guard<S> {
             let Some(h) = buf.get(at..at + 4) else {
                 return at; // not reached: see above
             };
-            let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+            let len = le24(h);
             if at + 4 > k {
                 self.pending.extend_from_slice(&buf[k..at + 4]);
             }
@@ -207,7 +207,7 @@ impl<S> Guard<S> {
             if self.raw.len() < 4 {
                 return Ok(());
             }
-            let len = u32::from_le_bytes([self.raw[0], self.raw[1], self.raw[2], 0]) as usize;
+            let len = le24(&self.raw);
             if len > MAX_GATHERED {
                 return Err(bad("oversized packet in a change-user exchange".into()));
             }
@@ -388,7 +388,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guard<S> {
             return Poll::Ready(Ok(0));
         }
         if let Some(g) = this.up.gather.as_mut() {
-            let len = (g.len() >= 4).then(|| u32::from_le_bytes([g[0], g[1], g[2], 0]) as usize);
+            let len = (g.len() >= 4).then(|| le24(g));
             let decided = matches!(len, Some(l) if g.len() >= 5 || l == 0);
             // Until the type byte is known take only the header and it; then the rest.
             let need = match len {
@@ -400,7 +400,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guard<S> {
             if g.len() < 4 || (g.len() == 4 && g[..3] != [0, 0, 0]) {
                 return Poll::Ready(Ok(k));
             }
-            let len = u32::from_le_bytes([g[0], g[1], g[2], 0]) as usize;
+            let len = le24(g);
             let (seq, first) = (g[3], g.get(4).copied());
             let g_len = g.len();
             if !decided && !this.wants(seq, first) {
@@ -487,7 +487,7 @@ mod tests {
     async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> (u8, Vec<u8>) {
         let mut h = [0u8; 4];
         r.read_exact(&mut h).await.unwrap(); // ok: test code
-        let mut p = vec![0u8; u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize];
+        let mut p = vec![0u8; le24(&h)];
         r.read_exact(&mut p).await.unwrap(); // ok: test code
         (h[3], p)
     }

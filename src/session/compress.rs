@@ -33,6 +33,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::protocol::frame::{header, le24};
+
 /// Largest payload (compressed or raw) of one frame, and largest uncompressed length.
 const MAX_FRAME: usize = 0xFF_FFFF;
 /// Payloads shorter than this are stored (MySQL's MIN_COMPRESS_LENGTH).
@@ -96,8 +98,8 @@ impl<S> Compressed<S> {
             Some(c) => (c.as_slice(), data.len()),
             None => (data, 0),
         };
-        self.wbuf.extend_from_slice(&u24(payload.len()));
-        self.wbuf.push(self.next_seq);
+        self.wbuf
+            .extend_from_slice(&header(payload.len(), self.next_seq));
         self.wbuf.extend_from_slice(&u24(ulen));
         self.wbuf.extend_from_slice(payload);
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -171,10 +173,6 @@ impl<S> Compressed<S> {
 fn u24(n: usize) -> [u8; 3] {
     let b = (n as u32).to_le_bytes();
     [b[0], b[1], b[2]]
-}
-
-fn le24(b: &[u8]) -> usize {
-    u32::from_le_bytes([b[0], b[1], b[2], 0]) as usize
 }
 
 fn bad(why: &str) -> io::Error {

@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 use super::pool::{Budget, Key, Pool};
 use super::stream::MaybeTls;
 use crate::config::pool::PoolConfig;
+use crate::protocol::frame::le24;
 use crate::stats::pool::STATS as STATS_HOOK;
 
 /// A parked server connection: authenticated, reset, idle.
@@ -165,7 +166,7 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>, 
         server.flush().await?;
         let mut hdr = [0u8; 5];
         server.read_exact(&mut hdr).await?;
-        let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
+        let len = le24(&hdr);
         // OK (header 0x00, sequence id 1; session-state data may make it long, but
         // never megabytes); anything else is not a clean reset.
         if hdr[4] != 0x00 || hdr[3] != 1 || len == 0 || len > 1 << 16 {

@@ -58,6 +58,7 @@ use super::terminate::Session;
 use crate::protocol::caps::{flag, status, Caps};
 use crate::protocol::errors;
 use crate::protocol::exchange::Exchange;
+use crate::protocol::frame::le24;
 use crate::protocol::frame::{Packet, MAX_PAYLOAD};
 use crate::protocol::response::{Outcome, ResponseTracker, Turn};
 
@@ -105,7 +106,7 @@ impl ClientIn {
     /// Length (header included) of the first packet when it is all buffered.
     fn packet_len(&self) -> Option<usize> {
         let h = self.buf.get(..4)?;
-        let n = 4 + u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        let n = 4 + le24(h);
         (self.buf.len() >= n).then_some(n)
     }
 }
@@ -540,7 +541,7 @@ async fn command(
         }
         let mut hdr = [0u8; 4];
         server.read_exact(&mut hdr).await.map_err(io)?;
-        let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
+        let len = le24(&hdr);
         if len >= MAX_PAYLOAD {
             return Err(Restore::Failed("a packet too large".into()));
         }

@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::config::tls::{ClientSslMode, ServerSslMode, TlsConfig};
 use crate::protocol::caps::flag;
 use crate::protocol::errors;
+use crate::protocol::frame::le24;
 
 use super::compress::Codec;
 use super::pool::{self, Key};
@@ -158,7 +159,7 @@ async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<
             n => got += n,
         }
     }
-    let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], 0]) as usize;
+    let len = le24(&hdr);
     if len > MAX_HANDSHAKE_PACKET {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
