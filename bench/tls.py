@@ -3,16 +3,17 @@
 
     python3 bench/tls.py [--rounds N] [--secs S] [--modes M,..] [--measures ps,ro,conn] [--no-build]
 
-Three private mariadbd servers with TLS certificates (made here by openssl), each router
-with the same three routes (round-robin over the servers):
+Three (--servers N) private mariadbd servers with TLS certificates (made here by openssl),
+each router with the same three routes (round-robin over the servers):
   * passthrough:  client_ssl_mode = PASSTHROUGH (TLS end to end, the router relays bytes)
   * term_tls:     client_ssl_mode = PREFERRED, server_ssl_mode = AS_CLIENT (TLS on both hops)
   * term_plain:   client_ssl_mode = PREFERRED, server_ssl_mode = DISABLED (TLS to the router only)
 and "direct" (clients to the servers, TLS). Clients always use TLS: sysbench
 (--mysql-ssl=on) oltp_point_select and oltp_read_only, 16 threads; benchtool connrate tls
-(connect + SELECT 1 + quit, 16 workers). Targets are interleaved in every round. Writes
+(connect + SELECT 1 + quit, 16 workers). One unrecorded warm-up pass over every target, then
+targets interleaved in every round (order reversed every other round). Writes
 docs/PERFORMANCE-TLS.md. Needs: mariadb-server, sysbench, openssl, ../shared/lab.
-Bounded: about rounds x 7 targets x (2 x secs + secs/2) seconds.
+Bounded: about 7 targets x 6 s + rounds x 7 targets x (2 x secs + secs/2) seconds.
 """
 import argparse, datetime, os, platform, re, shutil, signal, socket, statistics
 import subprocess, sys, tempfile, time
@@ -96,6 +97,7 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES),
                     help="router modes to measure (passthrough is always kept: the table's last column needs it)")
     ap.add_argument("--measures", default="ps,ro,conn", help="ps (point_select), ro (read_only), conn (connections/s)")
+    ap.add_argument("--servers", type=int, default=3, help="private MariaDB servers behind every route (round-robin)")
     ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
     ap.add_argument("--no-doc", action="store_true", help="print the table only (quick checks)")
     ap.add_argument("--baseline", help="another mysqlrouter binary (e.g. a copy of an earlier build) measured in "
@@ -114,7 +116,7 @@ def main():
     os.chmod(base, 0o755)
     try:
         cert, key = certs(base)
-        servers = [start_mariadb(base, cert, key) for _ in range(3)]
+        servers = [start_mariadb(base, cert, key) for _ in range(a.servers)]
         for p in servers:
             run(["sysbench", "oltp_read_only", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={p}",
                  "--mysql-user=t", "--mysql-password=t", "--mysql-db=sbtest", "--tables=4", "--table-size=10000",
@@ -136,6 +138,18 @@ def main():
             if a.baseline:
                 targets[f"baseline {m}"] = [base_ports[m]]
         res = {t: {k: [] for k in measures} for t in targets}
+        # One short pass over every target before the measured rounds, not recorded: the
+        # first run through a route (either router) was 10-25 % slower than later ones
+        # (servers' and routers' caches, TLS session tickets of the server hop).
+        for t in targets:
+            for k, f in (("ps", lambda: sysbench("oltp_point_select", targets[t], 2)),
+                         ("ro", lambda: sysbench("oltp_read_only", targets[t], 2)),
+                         ("conn", lambda: connrate(targets[t], 2))):
+                if k in measures:
+                    try:
+                        f()
+                    except Exception as e:
+                        print(f"warm-up {t} {k}: failed: {e}", file=sys.stderr)
         for rnd in range(a.rounds):
             order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
             for t in order:
@@ -152,13 +166,13 @@ def main():
                         res[t][k].append(0.0)
                 print(f"round {rnd + 1} {t}: " + ", ".join(f"{k}={v[-1]:.0f}" for k, v in res[t].items()), flush=True)
         med = {t: {k: statistics.median(v) for k, v in m.items()} for t, m in res.items()}
-        report(med, a, time.time() - t0, measures)
+        report(med, res, a, time.time() - t0, measures)
     finally:
         cleanup()
         shutil.rmtree(base, ignore_errors=True)
 
 
-def report(med, a, elapsed, measures):
+def report(med, res, a, elapsed, measures):
     ratio = lambda x, y: f"{x / y:.2f}" if y else "n/a"
     lines = ["| mode | measure | direct (TLS) | ours | Oracle 9.7.4 | ours/Oracle | ours/direct | ours/ours-PASSTHROUGH |"
              + (" baseline | ours/baseline |" if a.baseline else ""),
@@ -175,6 +189,15 @@ def report(med, a, elapsed, measures):
                 row += f" {b:.0f} | {ratio(o, b)} |"
             lines.append(row)
     table = "\n".join(lines)
+    # ours and Oracle run one after the other in every round, so each round gives a ratio;
+    # their spread says how far the medians above can be trusted.
+    spread = ["", "Per round, ours/Oracle (rounds in the order run):", ""]
+    for m in MODES:
+        for k, n in names.items():
+            if k in measures:
+                rs = [ratio(o, r) for o, r in zip(res[f"ours {m}"][k], res[f"oracle {m}"][k])]
+                spread.append(f"* {m}, {n}: {', '.join(rs)}")
+    table += "\n" + "\n".join(spread)
     print(table)
     if a.no_doc:
         return
@@ -185,10 +208,11 @@ def report(med, a, elapsed, measures):
 Measured by `{cmd}` ({elapsed / 60:.1f} min, 15-minute load average {load:.1f} at the end) on
 {datetime.date.today().isoformat()}, {platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}.
 Clients (sysbench 16 threads with `--mysql-ssl=on`, `benchtool connrate ... tls` with 16 workers),
-both routers and three MariaDB 10.11 servers with TLS share the CPUs; medians over interleaved
-rounds; only ratios within one run mean anything.
+both routers and {a.servers} MariaDB 10.11 server(s) with TLS share the CPUs; one unrecorded warm-up
+pass over every target, then medians over interleaved rounds; only ratios within one run mean
+anything.
 
-Modes (both routers, same options; round-robin over the three servers):
+Modes (both routers, same options; round-robin over the {a.servers} server(s)):
 * `passthrough`: `client_ssl_mode = PASSTHROUGH` — TLS end to end, the router relays bytes.
 * `term_tls`: `client_ssl_mode = PREFERRED`, `server_ssl_mode = AS_CLIENT` — the router
   terminates the client's TLS and opens its own to the server.
