@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """TLS benchmark: this router vs Oracle's MySQL Router 9.7.4 in the same TLS modes.
 
-    python3 bench/tls.py [--rounds N] [--secs S] [--modes M,..] [--measures ps,ro,conn] [--no-build]
+    python3 bench/tls.py [--rounds N] [--secs S] [--servers N] [--modes M,..] [--measures ps,ro,conn]
+                         [--no-build] [--no-doc] [--baseline BINARY]
 
-Three (--servers N) private mariadbd servers with TLS certificates (made here by openssl),
+Three (or --servers N) private mariadbd servers with TLS certificates (made here by openssl),
 each router with the same three routes (round-robin over the servers):
   * passthrough:  client_ssl_mode = PASSTHROUGH (TLS end to end, the router relays bytes)
   * term_tls:     client_ssl_mode = PREFERRED, server_ssl_mode = AS_CLIENT (TLS on both hops)
