@@ -70,6 +70,18 @@ def connrate(ports, secs):
     return float(out.split()[0])
 
 
+def measure(k, ports, secs, label):
+    """One measure (ps, ro or conn) through `ports`; a failure (a mode one router cannot
+    do) is printed and gives 0."""
+    try:
+        if k == "conn":
+            return connrate(ports, max(2, secs // 2))
+        return sysbench({"ps": "oltp_point_select", "ro": "oltp_read_only"}[k], ports, secs)
+    except Exception as e:
+        print(f"{label} {k}: failed: {e}", file=sys.stderr)
+        return 0.0
+
+
 MODES = {
     "passthrough": "client_ssl_mode = PASSTHROUGH\n",
     "term_tls": "client_ssl_mode = PREFERRED\nserver_ssl_mode = AS_CLIENT\n",
@@ -141,30 +153,15 @@ def main():
         res = {t: {k: [] for k in measures} for t in targets}
         # One short pass over every target before the measured rounds, not recorded: the
         # first run through a route (either router) was 10-25 % slower than later ones
-        # (servers' and routers' caches, TLS session tickets of the server hop).
+        # (cause not isolated).
         for t in targets:
-            for k, f in (("ps", lambda: sysbench("oltp_point_select", targets[t], 2)),
-                         ("ro", lambda: sysbench("oltp_read_only", targets[t], 2)),
-                         ("conn", lambda: connrate(targets[t], 2))):
-                if k in measures:
-                    try:
-                        f()
-                    except Exception as e:
-                        print(f"warm-up {t} {k}: failed: {e}", file=sys.stderr)
+            for k in measures:
+                measure(k, targets[t], 2, f"warm-up {t}")
         for rnd in range(a.rounds):
             order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
             for t in order:
-                ports = targets[t]
-                for k, f in (("ps", lambda: sysbench("oltp_point_select", ports, a.secs)),
-                             ("ro", lambda: sysbench("oltp_read_only", ports, a.secs)),
-                             ("conn", lambda: connrate(ports, max(2, a.secs // 2)))):
-                    if k not in measures:
-                        continue
-                    try:
-                        res[t][k].append(f())
-                    except Exception as e:  # a mode one router cannot do: recorded as 0
-                        print(f"{t} {k}: failed: {e}", file=sys.stderr)
-                        res[t][k].append(0.0)
+                for k in measures:
+                    res[t][k].append(measure(k, targets[t], a.secs, t))
                 print(f"round {rnd + 1} {t}: " + ", ".join(f"{k}={v[-1]:.0f}" for k, v in res[t].items()), flush=True)
         med = {t: {k: statistics.median(v) for k, v in m.items()} for t, m in res.items()}
         report(med, res, a, time.time() - t0, measures)
