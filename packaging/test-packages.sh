@@ -18,8 +18,12 @@ step() { echo "== $*"; }
 WORK=$(mktemp -d /tmp/pkgtest.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
+# Cargo's build chatter goes to a file, shown only when the build fails, so that a
+# failure further on is not buried under it in the test's report.
+build() { "$@" >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log" >&2; fail "$*"; }; }
+
 step "build .deb"
-cargo deb --locked --output "$WORK/" >/dev/null
+build cargo deb --locked --output "$WORK/"
 DEB=$(ls "$WORK"/*.deb)
 
 step "lintian"
@@ -47,7 +51,7 @@ printf 'mysqlrouter-rs upgrade test\n' >> "$WORK/newer/usr/bin/mysqlrouter"
 dpkg-deb --root-owner-group -b "$WORK/newer" "$WORK/newer.deb" >/dev/null
 
 step "build .rpm"
-cargo generate-rpm --output "$WORK/" >/dev/null
+build cargo generate-rpm --output "$WORK/"
 RPM=$(ls "$WORK"/*.rpm)
 LIST=$(rpm -qp --list "$RPM")
 for f in /usr/bin/mysqlrouter /etc/mysqlrouter/mysqlrouter.conf /usr/lib/systemd/system/mysqlrouter.service \

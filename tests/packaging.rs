@@ -4,6 +4,7 @@
 //! or erase cleanly (packaging/test-packages.sh and test-systemd.sh, which need root and
 //! the tools .ci/run installs; nothing is installed on the host).
 
+use std::io::Write;
 use std::process::Command;
 
 fn man_page() -> String {
@@ -92,10 +93,22 @@ fn deb_and_rpm_build_install_run_and_purge() {
         ))
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The script's own verdicts (`FAIL: ...`) come first: a report that is cut short
+    // must still say why.
+    let verdicts: Vec<&str> = stderr.lines().filter(|l| l.starts_with("FAIL")).collect();
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("packages OK"),
-        "packaging/test-packages.sh failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        out.status.success() && stdout.contains("packages OK"),
+        "packaging/test-packages.sh failed (exit {:?}):\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        verdicts.join("\n"),
+        stdout,
+        stderr
     );
+    // A boot that needed another attempt passes, and says so where the run's log shows
+    // it (a direct write to stderr, which the test harness does not capture).
+    for line in stdout.lines().filter(|l| l.starts_with("BOOT FAILED")) {
+        let _ = writeln!(std::io::stderr(), "packaging: {line}");
+    }
 }
