@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need on a Debian machine that has
 # only the Rust toolchain (as root; each step is skipped when already done), then runs
-# `cargo test --locked` with any arguments given (e.g. `./test.sh --test routing`).
+# `cargo test --locked --no-fail-fast` with any arguments given (e.g. `./test.sh --test
+# routing`): every test binary runs even after one fails, so a run reports all failures.
 # .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,4 +37,4 @@ fi
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 command -v cargo-generate-rpm >/dev/null || cargo install --locked cargo-generate-rpm
 
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"
