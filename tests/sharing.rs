@@ -660,3 +660,162 @@ fn rest_api_counts_stashed_connections() {
         Some(0)
     );
 }
+
+/// Responses that end in unusual places reach the client as the server sent them, in a
+/// shared session as on a direct connection: an ERR after 1,999 rows (text and binary
+/// protocol), multi-statements with an error in the middle, CALLs with two result sets
+/// and with an error after the first. Two sessions take turns on one idle server
+/// connection, and after every response each answers its own next statement.
+/// PyMySQL (CLIENT_DEPRECATE_EOF off) compares its whole transcript with the same
+/// scenario run directly, through the sharing route and through a pooled one with
+/// sharing off; mysql_async (DEPRECATE_EOF on) counts the rows that arrive
+/// before the ERR, over the text and the binary protocol.
+#[test]
+fn responses_that_end_early_or_in_several_results_arrive_as_sent() {
+    use mysql_async::prelude::Queryable;
+    let s = server();
+    let (r, port) = router(1, "");
+    let sock = s.socket.display().to_string();
+    let direct = clients(&["midstream", "0", &sock]);
+    // What the scenario means to produce, so that a comparison of two wrong transcripts
+    // cannot pass: the ERR after the rows, the multi-statement results up to the error.
+    let got = |i: usize| direct["steps"][i][1].clone();
+    let ab = serde_json::json!([["sh0", "a"], ["sh1", "b"]]);
+    assert_eq!(got(0), serde_json::json!([["error", 1242]]), "{direct}");
+    assert_eq!(got(1), got(0), "{direct}");
+    assert_eq!(
+        got(2),
+        serde_json::json!([[[1]], 0, ["error", 1054]]),
+        "{direct}"
+    );
+    assert_eq!(got(3), serde_json::json!([[[4]], 0, [[5, 6]]]), "{direct}");
+    assert_eq!(got(4), serde_json::json!([[[1]], [[2, 3]], 0]), "{direct}");
+    assert_eq!(
+        got(5),
+        serde_json::json!([[[1]], ["error", 1054]]),
+        "{direct}"
+    );
+    for step in direct["steps"].as_array().expect("steps") {
+        assert_eq!(step[2], ab, "{direct}");
+    }
+    let routed = clients(&["midstream", &port.to_string(), &sock]);
+    assert_eq!(routed, direct, "through the router vs direct");
+    assert!(
+        r.log_text().contains("moved to another server connection"),
+        "the sessions never took turns on one connection: {}",
+        r.log_text()
+    );
+    // The same with sharing off: a pooled route's tracking relay.
+    let (c, k) = cert();
+    let pool_port = free_port();
+    let pooled = Router::start_with(
+        &format!(
+            "[connection_pool]\nmax_idle_server_connections = 2\n\n[routing:pooled]\nbind_port = {pool_port}\ndestinations = {}\nrouting_strategy = first-available\nclient_ssl_mode = REQUIRED\nclient_ssl_cert = {c}\nclient_ssl_key = {k}\nserver_ssl_mode = DISABLED\n",
+            s.addr()
+        ),
+        &[pool_port],
+        "info",
+        &[],
+    );
+    let routed = clients(&["midstream", &pool_port.to_string(), &sock]);
+    assert_eq!(
+        routed, direct,
+        "through a pooled route (sharing off) vs direct"
+    );
+    drop(pooled);
+
+    // DEPRECATE_EOF on (mysql_async): the rows before the ERR, text and binary.
+    const ERR_MID_ROWS: &str =
+        "SELECT seq, (SELECT v FROM sh0.d WHERE seq >= 2000) FROM seq_1_to_3000";
+    async fn drain<P: mysql_async::prelude::Protocol>(
+        r: mysql_async::Result<mysql_async::QueryResult<'_, '_, P>>,
+    ) -> (usize, Option<u16>) {
+        let code = |e: mysql_async::Error| match e {
+            mysql_async::Error::Server(s) => Some(s.code),
+            other => panic!("not a server error: {other}"),
+        };
+        let mut r = match r {
+            Ok(r) => r,
+            Err(e) => return (0, code(e)),
+        };
+        let mut n = 0;
+        loop {
+            match r.next().await {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => return (n, None),
+                Err(e) => return (n, code(e)),
+            }
+        }
+    }
+    // Bounded: a router that lost track of a response would leave the client waiting.
+    let run = |opts: mysql_async::Opts| {
+        let within = std::time::Duration::from_secs(60);
+        common::rt()
+            .block_on(async move {
+                tokio::time::timeout(within, async move {
+                    let mut a = mysql_async::Conn::new(opts.clone()).await.expect("a");
+                    let mut b = Some(mysql_async::Conn::new(opts).await.expect("b"));
+                    if let Some(b) = b.as_mut() {
+                        b.query_drop("USE sh1").await.expect("b use");
+                    }
+                    let mut seen = Vec::new();
+                    // Text first, both sessions taking turns on the one connection; then binary,
+                    // which pins A for good (every COM_STMT_* pins), so B, which could only wait
+                    // for a connection of its account, leaves first.
+                    for binary in [false, false, true, true] {
+                        if binary {
+                            if let Some(b) = b.take() {
+                                b.disconnect().await.expect("b quits");
+                            }
+                        }
+                        let got = if binary {
+                            drain(a.exec_iter(ERR_MID_ROWS, ()).await).await
+                        } else {
+                            drain(a.query_iter(ERR_MID_ROWS).await).await
+                        };
+                        let mine: Option<String> =
+                            a.query_first("SELECT DATABASE()").await.expect("a");
+                        let theirs: Option<String> = match b.as_mut() {
+                            Some(b) => b.query_first("SELECT DATABASE()").await.expect("b"),
+                            None => None,
+                        };
+                        seen.push((binary, got, mine, theirs));
+                    }
+                    let _ = a.disconnect().await;
+                    seen
+                })
+                .await
+            })
+            .expect("mysql_async's part within 60 s")
+    };
+    let opts = |builder: mysql_async::OptsBuilder| -> mysql_async::Opts {
+        builder
+            .user(Some("sh"))
+            .pass(Some("sh"))
+            .db_name(Some("sh0"))
+            .into()
+    };
+    let direct = run(opts(
+        mysql_async::OptsBuilder::default().socket(Some(sock.clone())),
+    ));
+    let routed = run(opts(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .prefer_socket(false)
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            )),
+    ));
+    for (binary, got, mine, theirs) in &direct {
+        let b_db = if *binary { None } else { Some("sh1") };
+        assert_eq!(
+            (*got, mine.as_deref(), theirs.as_deref()),
+            ((1999, Some(1242)), Some("sh0"), b_db),
+            "direct, binary {binary}"
+        );
+    }
+    assert_eq!(routed, direct, "mysql_async through the router vs direct");
+}

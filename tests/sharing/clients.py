@@ -410,6 +410,70 @@ def hold(port, n, ready, go):
     print(json.dumps({"ok": ok}))
 
 
+# An ERR after 1,999 rows: the correlated subquery returns one row too many at seq 2000.
+ERR_MID_ROWS = "SELECT seq, (SELECT v FROM sh0.d WHERE seq >= 2000) FROM seq_1_to_3000"
+
+
+def results(c, sql):
+    """Every result of `sql` (rows, or the affected-row count of an OK), ending with
+    ["error", code] where the server stopped with an error."""
+    out = []
+    with c.cursor() as cur:
+        try:
+            cur.execute(sql)
+            while True:
+                out.append([list(r) for r in cur.fetchall()] if cur.description else cur.rowcount)
+                if not cur.nextset():
+                    break
+        except pymysql.MySQLError as e:
+            out.append(["error", e.args[0]])
+    return out
+
+
+def midstream(port, sock):
+    """Responses that end in unusual places, for the Rust test to compare with a direct
+    connection (port 0: the server's socket): an ERR after 1,999 rows (text protocol;
+    the binary one is mysql_async's part of the test: mysql-connector-python's prepared
+    cursor waits forever for more rows after such an ERR, even on a direct connection);
+    multi-statements with an error in the middle; CALLs with two result sets, and with
+    an error after the first. Two sessions alternate (through the router, on one idle
+    server connection); after each response both answer their own next statement."""
+    from pymysql.constants import CLIENT
+
+    def py(db):
+        kw = dict(user="sh", password="sh", database=db, autocommit=True,
+                  client_flag=CLIENT.MULTI_STATEMENTS, connect_timeout=10, read_timeout=30,
+                  write_timeout=30)
+        if port:
+            return pymysql.connect(host="127.0.0.1", port=port, ssl=CTX, **kw)
+        return pymysql.connect(unix_socket=sock, **kw)
+
+    setup = py("sh0")  # CREATE PROCEDURE pins its session: not on a or b
+    one(setup, "CREATE OR REPLACE PROCEDURE sh0.two() BEGIN SELECT 1 AS x; SELECT 2 AS y, 3 AS z; END")
+    one(setup, "CREATE OR REPLACE PROCEDURE sh0.two_err() BEGIN SELECT 1 AS x; SELECT nope FROM sh0.d; END")
+    setup.close()
+    a, s = py("sh0"), {"b": py("sh1")}
+    out = {"steps": []}
+
+    def step(label, got):
+        mine = [list(one(a, "SELECT DATABASE(), 'a'")[0]), list(one(s["b"], "SELECT DATABASE(), 'b'")[0])]
+        out["steps"].append([label, got, mine])
+
+    step("text: error after rows", results(a, ERR_MID_ROWS))
+    step("text: error after rows, again", results(a, ERR_MID_ROWS))
+    # Multi-statements and CALL pin their session; a session of the account that has no
+    # connection left could only wait, so B logs in again (its login brings one).
+    s["b"].close()
+    s["b"] = py("sh1")
+    step("multi: error in the middle", results(a, "SELECT 1; DO 0; SELECT nope FROM sh0.d; SELECT 3"))
+    step("multi: all fine", results(s["b"], "SELECT 4; DO 0; SELECT 5, 6"))
+    step("call: two result sets", results(a, "CALL sh0.two()"))
+    step("call: error after a result set", results(s["b"], "CALL sh0.two_err()"))
+    b = s["b"]
+    a.close(); b.close()
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -439,3 +503,5 @@ if __name__ == "__main__":
         hold(port, int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif cmd == "kill":
         kill(port, sys.argv[3])
+    elif cmd == "midstream":
+        midstream(port, sys.argv[3])
