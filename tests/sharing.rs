@@ -819,3 +819,153 @@ fn responses_that_end_early_or_in_several_results_arrive_as_sent() {
     }
     assert_eq!(routed, direct, "mysql_async through the router vs direct");
 }
+
+/// A client's own COM_RESET_CONNECTION (mysql_async `Conn::reset`) ends its pin and
+/// puts the session back where the server puts it: after a pinning user variable, a
+/// changed schema, time zone and character set, the session answers as a direct
+/// connection does after the same reset, both at once and after it has moved to the
+/// other session's connection, and it is shared again. (`@v` is read only at the end:
+/// reading a user variable pins.)
+#[test]
+fn the_clients_own_reset_ends_its_pin_and_its_state() {
+    use mysql_async::prelude::Queryable;
+    let s = server();
+    let (_r, port) = router(1, "");
+    type Answer = (Option<String>, String, String);
+    let run = |opts: mysql_async::Opts| {
+        common::rt().block_on(async move {
+            tokio::time::timeout(std::time::Duration::from_secs(60), async move {
+                let mut a = mysql_async::Conn::new(opts.clone()).await.expect("a");
+                let mut b = mysql_async::Conn::new(opts).await.expect("b");
+                b.query_drop("USE sh1").await.expect("b use");
+                a.query_drop("USE sh2").await.expect("a use");
+                a.query_drop("SET time_zone = '+05:00'")
+                    .await
+                    .expect("a tz");
+                a.query_drop("SET NAMES latin1").await.expect("a names");
+                a.query_drop("SET @v = 7").await.expect("a var");
+                let ask = "SELECT DATABASE(), @@time_zone, @@character_set_client, CONNECTION_ID()";
+                let mut answers: Vec<Answer> = Vec::new();
+                let row: (Option<String>, String, String, u64) =
+                    a.query_first(ask).await.expect("a before").expect("a row");
+                answers.push((row.0, row.1, row.2));
+                let v_before: Option<Option<i64>> = a.query_first("SELECT @v").await.expect("a @v");
+                a.reset().await.expect("COM_RESET_CONNECTION");
+                let (mut a_ids, mut b_ids) = (Vec::new(), Vec::new());
+                for _ in 0..4 {
+                    let row: (Option<String>, String, String, u64) =
+                        a.query_first(ask).await.expect("a after").expect("a row");
+                    answers.push((row.0, row.1, row.2));
+                    a_ids.push(row.3);
+                    let (db, id): (Option<String>, u64) = b
+                        .query_first("SELECT DATABASE(), CONNECTION_ID()")
+                        .await
+                        .expect("b")
+                        .expect("b row");
+                    assert_eq!(db.as_deref(), Some("sh1"));
+                    b_ids.push(id);
+                }
+                let v_after: Option<Option<i64>> =
+                    a.query_first("SELECT @v").await.expect("a @v after");
+                let _ = a.disconnect().await;
+                let _ = b.disconnect().await;
+                ((v_before, v_after), answers, a_ids, b_ids)
+            })
+            .await
+            .expect("within 60 s")
+        })
+    };
+    let opts = |builder: mysql_async::OptsBuilder| -> mysql_async::Opts {
+        builder
+            .user(Some("sh"))
+            .pass(Some("sh"))
+            .db_name(Some("sh0"))
+            .into()
+    };
+    let sock = s.socket.display().to_string();
+    let (vars, direct, _, _) = run(opts(mysql_async::OptsBuilder::default().socket(Some(sock))));
+    // The direct answers are the reference: the state set before the reset was there
+    // and the reset took the variable and the time zone away.
+    assert_eq!(vars, (Some(Some(7)), Some(None)), "direct");
+    assert_eq!(
+        (
+            direct[0].0.as_deref(),
+            direct[0].1.as_str(),
+            direct[0].2.as_str()
+        ),
+        (Some("sh2"), "+05:00", "latin1"),
+        "{direct:?}"
+    );
+    assert!(direct[1..].iter().all(|a| a.1 != "+05:00"), "{direct:?}");
+    let (routed_vars, routed, a_ids, b_ids) = run(opts(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .prefer_socket(false)
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            )),
+    ));
+    assert_eq!(routed_vars, vars, "@v through the router vs direct");
+    assert_eq!(
+        routed, direct,
+        "through the router vs direct, after the reset"
+    );
+    assert!(
+        a_ids.iter().any(|id| b_ids.contains(id)),
+        "after its reset the session never shared a connection: a {a_ids:?}, b {b_ids:?}"
+    );
+}
+
+/// A session without a default schema never gets another session's: COM_RESET_CONNECTION
+/// keeps the connection's schema and no statement clears it, so such a session is not
+/// moved to a connection another session used (README, "Connection sharing"), while a
+/// session with a schema still shares.
+#[test]
+fn a_session_without_a_schema_never_sees_another_sessions_schema() {
+    use mysql_async::prelude::Queryable;
+    let (_r, port) = router(1, "");
+    let opts = |db: Option<&str>| -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .prefer_socket(false)
+            .user(Some("sh"))
+            .pass(Some("sh"))
+            .db_name(db)
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ))
+            .into()
+    };
+    let seen = common::rt().block_on(async move {
+        tokio::time::timeout(std::time::Duration::from_secs(60), async move {
+            let mut x = mysql_async::Conn::new(opts(Some("sh1"))).await.expect("x");
+            let mut y = mysql_async::Conn::new(opts(None)).await.expect("y");
+            let mut seen = Vec::new();
+            for _ in 0..6 {
+                let xs: Option<Option<String>> =
+                    x.query_first("SELECT DATABASE()").await.expect("x");
+                let ys: Option<Option<String>> =
+                    y.query_first("SELECT DATABASE()").await.expect("y");
+                seen.push((xs.flatten(), ys.flatten()));
+            }
+            let _ = x.disconnect().await;
+            let _ = y.disconnect().await;
+            seen
+        })
+        .await
+        .expect("within 60 s")
+    });
+    for (xs, ys) in &seen {
+        assert_eq!(
+            (xs.as_deref(), ys.as_deref()),
+            (Some("sh1"), None),
+            "{seen:?}"
+        );
+    }
+}

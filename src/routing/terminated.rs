@@ -217,6 +217,6 @@ async fn relay_session<C, S>(
     if let Some(server) = reusable.and_then(unwrap) {
         // Untagged: the client may have changed user (COM_CHANGE_USER) on it; only new
         // logins take it, never a shared session (see session::share).
-        pooled::park(session.key, server, session.greeting, Vec::new()).await;
+        pooled::park(session.key, server, session.greeting, Vec::new(), None).await;
     }
 }

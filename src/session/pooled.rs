@@ -49,6 +49,17 @@ pub struct Parked {
     pub account: Vec<u8>,
     /// The shared session whose state the connection holds (0: reset, nobody's).
     pub owner: u64,
+    /// The connection's default schema when the router knows it (empty: none), `None`
+    /// when it does not. COM_RESET_CONNECTION keeps a connection's schema and no
+    /// statement clears one, so a shared session without a schema may only move to a
+    /// connection known to have none ([`take_for`]).
+    pub schema: Option<Vec<u8>>,
+}
+
+impl Parked {
+    fn schema_less(&self) -> bool {
+        self.schema.as_deref() == Some(&[][..])
+    }
 }
 
 struct Global {
@@ -151,8 +162,15 @@ async fn close(mut s: MaybeTls<TcpStream>) {
 }
 
 /// Resets `server` and parks it under `key`; closes it when the pool is full or off,
-/// or when the reset fails. `account` is the user it is logged in as.
-pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>, account: Vec<u8>) {
+/// or when the reset fails. `account` is the user it is logged in as, `schema` its
+/// default schema if known (the reset keeps it).
+pub async fn park(
+    key: Key,
+    mut server: MaybeTls<TcpStream>,
+    greeting: Vec<u8>,
+    account: Vec<u8>,
+    schema: Option<Vec<u8>>,
+) {
     let Some(g) = GLOBAL.get() else {
         return close(server).await;
     };
@@ -192,6 +210,7 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>, 
             greeting,
             account,
             owner: 0,
+            schema,
         },
         g,
     );
@@ -199,7 +218,9 @@ pub async fn park(key: Key, mut server: MaybeTls<TcpStream>, greeting: Vec<u8>, 
 
 /// Parks the connection of an idle shared session as it is (no reset), owned by
 /// session `owner`. Over the pool's bound it is closed instead — unless it would be
-/// its account's only idle connection on this worker, which unlinked sessions need.
+/// its account's only idle connection on this worker of its kind (without a schema,
+/// or with one), which unlinked sessions need: a session without a schema can only
+/// take one without, and one with a schema would otherwise take those.
 pub fn stash(key: Key, parked: Parked) {
     let Some(g) = GLOBAL.get() else {
         tokio::spawn(close(parked.server));
@@ -207,10 +228,11 @@ pub fn stash(key: Key, parked: Parked) {
     };
     if !g.budget.try_reserve() {
         let acct = parked.account.clone();
+        let schema_less = parked.schema_less();
         let others = POOL.with(|p| {
-            p.borrow()
-                .as_ref()
-                .map_or(0, |p| p.count(|k, c| *k == key && c.account == acct))
+            p.borrow().as_ref().map_or(0, |p| {
+                p.count(|k, c| *k == key && c.account == acct && c.schema_less() == schema_less)
+            })
         });
         if others > 0 {
             tracing::debug!(target: "routing", "connection pool: full, closing a shared server connection to '{}'", key.destination);
@@ -273,8 +295,15 @@ pub fn take(matches: impl Fn(&Key) -> bool) -> Option<(Key, Parked)> {
 
 /// For shared session `owner` of `account` under `key`: its own parked connection
 /// (`true`: its state is intact), or else the warmest one of the same account (to be
-/// reset and restored).
-pub fn take_for(key: &Key, account: &[u8], owner: u64) -> Option<(Parked, bool)> {
+/// reset and restored). A session without a schema (`schema_less`) takes only a
+/// connection known to have none; a session with one (COM_INIT_DB sets it) leaves
+/// those to the others while any other connection is there.
+pub fn take_for(
+    key: &Key,
+    account: &[u8],
+    owner: u64,
+    schema_less: bool,
+) -> Option<(Parked, bool)> {
     if account.is_empty() {
         return None;
     }
@@ -284,7 +313,13 @@ pub fn take_for(key: &Key, account: &[u8], owner: u64) -> Option<(Parked, bool)>
     ) {
         return Some((p, true));
     }
-    take_where(|k, c| k == key && c.account == account, true).map(|(_, p)| (p, false))
+    let mine = |k: &Key, c: &Parked| k == key && c.account == account;
+    let found = match schema_less {
+        true => take_where(|k, c| mine(k, c) && c.schema_less(), true),
+        false => take_where(|k, c| mine(k, c) && !c.schema_less(), true)
+            .or_else(|| take_where(mine, true)),
+    };
+    found.map(|(_, p)| (p, false))
 }
 
 /// The connection stashed by session `owner` itself, if it is still parked (the
@@ -303,6 +338,7 @@ pub async fn wait_for(
     key: &Key,
     account: &[u8],
     owner: u64,
+    schema_less: bool,
     timeout: Duration,
 ) -> Option<(Parked, bool)> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -311,11 +347,11 @@ pub async fn wait_for(
         let parked = notify.notified();
         tokio::pin!(parked);
         parked.as_mut().enable();
-        if let Some(x) = take_for(key, account, owner) {
+        if let Some(x) = take_for(key, account, owner, schema_less) {
             return Some(x);
         }
         if tokio::time::timeout_at(deadline, parked).await.is_err() {
-            return take_for(key, account, owner);
+            return take_for(key, account, owner, schema_less);
         }
     }
 }

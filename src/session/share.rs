@@ -253,6 +253,8 @@ where
                                 greeting: l.greeting,
                                 account: account.clone(),
                                 owner: id,
+                                // Unlinked only unpinned: the schema is the session's.
+                                schema: Some(state.schema.clone()),
                             },
                         );
                         pooled::demand(&key, &account, 1);
@@ -279,7 +281,13 @@ where
 
         // 3. A server connection.
         if link.is_none() {
-            match relink(&key, &account, id, caps, &state, params.wait).await {
+            // A session without a schema whose command sets one may take a connection
+            // that has a schema: the restore sets the new one first.
+            let next_schema = match &effect {
+                Effect::Schema(s) if state.schema.is_empty() => Some(s.as_slice()),
+                _ => None,
+            };
+            match relink(&key, &account, id, caps, &state, next_schema, params.wait).await {
                 Ok(l) => {
                     link = Some(l);
                     pooled::demand(&key, &account, -1);
@@ -404,7 +412,8 @@ where
             } else {
                 account
             };
-            pooled::park(key, l.server, l.greeting, account).await;
+            let schema = known_schema(&state);
+            pooled::park(key, l.server, l.greeting, account, schema).await;
         }
         (_, Some(mut l)) => {
             let _ = l.server.shutdown().await;
@@ -415,11 +424,18 @@ where
             // The session ends unlinked: its stashed connection (left at a safe point)
             // is reset and parked like any other, no longer owned by anyone.
             if let Some(p) = pooled::take_own(&key, &account, id) {
-                pooled::park(key, p.server, p.greeting, account).await;
+                pooled::park(key, p.server, p.greeting, account, p.schema).await;
             }
         }
     }
     Ran::Done
+}
+
+/// The schema a session's connection has when the session ends, if the router knows
+/// it: not after a pin (a procedure, a prepared or multi-statement may have changed
+/// it unseen) nor after COM_CHANGE_USER.
+fn known_schema(state: &ShareState) -> Option<Vec<u8>> {
+    (state.pinned.is_none() && !state.user_changed).then(|| state.schema.clone())
 }
 
 async fn forward_client(l: &mut Link, bytes: &[u8]) -> std::io::Result<()> {
@@ -434,16 +450,24 @@ async fn forward_client(l: &mut Link, bytes: &[u8]) -> std::io::Result<()> {
 /// A parked connection for the session: its own as it is, or another of its
 /// account, reset and restored (up to three tries when connections fail); `Err`
 /// says why the session cannot go on.
+///
+/// A session without a schema takes only a connection without one (a reset keeps a
+/// connection's schema and nothing clears it), unless its next command sets one
+/// (`next_schema`): then a connection with a schema is restored with that one (a
+/// refusal — no such schema — ends the session, as any refused restore does).
 async fn relink(
     key: &Key,
     account: &[u8],
     id: u64,
     caps: u64,
     state: &ShareState,
+    next_schema: Option<&[u8]>,
     wait: Duration,
 ) -> Result<Link, String> {
     for _ in 0..3 {
-        let Some((mut parked, own)) = pooled::wait_for(key, account, id, wait).await else {
+        let schema_less = state.schema.is_empty() && next_schema.is_none();
+        let Some((mut parked, own)) = pooled::wait_for(key, account, id, schema_less, wait).await
+        else {
             return Err(format!(
                 "no server connection of this account became free within {} s",
                 wait.as_secs()
@@ -454,7 +478,11 @@ async fn relink(
             return Ok(Link::new(parked.server, parked.greeting, caps));
         }
         let limit = wait.max(Duration::from_secs(1));
-        match tokio::time::timeout(limit, restore(&mut parked.server, caps, state)).await {
+        let schema = match next_schema {
+            Some(next) if parked.schema.as_deref() != Some(&[][..]) => next,
+            _ => &state.schema,
+        };
+        match tokio::time::timeout(limit, restore(&mut parked.server, caps, state, schema)).await {
             Ok(Ok(())) => {
                 tracing::debug!(target: "routing", "connection sharing: session {id} moved to another server connection to '{}'", key.destination);
                 return Ok(Link::new(parked.server, parked.greeting, caps));
@@ -463,7 +491,15 @@ async fn relink(
                 // The server refused the session's state (its schema was dropped, a
                 // variable's value is no longer accepted): the connection is fine,
                 // reset, and goes back; the session cannot be restored anywhere.
-                pooled::stash(key.clone(), Parked { owner: 0, ..parked });
+                // Which restore step failed decides its schema: unknown.
+                pooled::stash(
+                    key.clone(),
+                    Parked {
+                        owner: 0,
+                        schema: None,
+                        ..parked
+                    },
+                );
                 return Err(format!("the session could not be restored: {why}"));
             }
             Ok(Err(Restore::Failed(why))) => {
@@ -487,16 +523,18 @@ enum Restore {
     Failed(String),
 }
 
-/// Resets a connection of the same account and restores the session's state on it.
+/// Resets a connection of the same account and restores the session's state on it,
+/// with `schema` (the session's, or the one its next command sets).
 async fn restore(
     server: &mut MaybeTls<TcpStream>,
     caps: u64,
     state: &ShareState,
+    schema: &[u8],
 ) -> Result<(), Restore> {
     command(server, caps, &[0x1f]).await?;
-    if !state.schema.is_empty() {
+    if !schema.is_empty() {
         let mut p = vec![0x02];
-        p.extend_from_slice(&state.schema);
+        p.extend_from_slice(schema);
         command(server, caps, &p).await?;
     }
     let mut set = vec![0x03];

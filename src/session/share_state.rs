@@ -61,7 +61,9 @@ pub enum Effect {
     Schema(Vec<u8>),
     /// On OK: these session assignments (key, SQL of the assignment).
     Set(Vec<(String, String)>),
-    /// COM_RESET_CONNECTION: on OK the session is back to its login state.
+    /// COM_RESET_CONNECTION: on OK the session's variables are back to the server's
+    /// defaults and its pins are gone; its schema stays (MariaDB and MySQL both keep
+    /// the current default database across a reset).
     Reset,
     /// COM_CHANGE_USER: the connection may now be logged in as another account; the
     /// session is never shared again (not even after a reset).
@@ -88,13 +90,11 @@ pub struct ShareState {
     pub last_rows: Option<u64>,
     /// The client sent COM_CHANGE_USER: its connection is not of the login's account.
     pub user_changed: bool,
-    login_schema: Vec<u8>,
 }
 
 impl ShareState {
     pub fn new(schema: Vec<u8>, charset: u8) -> Self {
         ShareState {
-            login_schema: schema.clone(),
             schema,
             charset,
             ..ShareState::default()
@@ -126,7 +126,7 @@ impl ShareState {
                 }
             }
             Effect::Reset if ok => {
-                self.schema = self.login_schema.clone();
+                // The server keeps the current schema; so does the session.
                 self.sets.clear();
                 self.pinned = None;
             }
@@ -743,9 +743,10 @@ mod tests {
         s.apply(q("SET @x = 1"), true);
         assert_eq!(s.blocked_by(), Some("a user variable"));
         s.apply(Effect::Reset, true);
+        // The reset clears variables and pins; the schema stays the current one.
         assert_eq!(
             (s.blocked_by(), s.sets.len(), s.schema.as_slice()),
-            (None, 0, &b"db"[..])
+            (None, 0, &b"other"[..])
         );
     }
 
