@@ -969,3 +969,81 @@ fn a_session_without_a_schema_never_sees_another_sessions_schema() {
         );
     }
 }
+
+/// LOAD DATA LOCAL INFILE through a sharing route, as on a direct connection: with
+/// the `mariadb` CLI over TLS (`--local-infile`), a 5,000-line file loads whole and a
+/// missing file (the client answers the server's request with an empty packet) gets the
+/// CLI's error; with PyMySQL, the same session goes on after the missing file and loads
+/// again.
+#[test]
+fn local_infile_loads_and_a_missing_file_leaves_the_session_usable() {
+    let s = server();
+    let (_r, port) = router(1, "");
+    let dir = tmp_dir("infile");
+    let file = dir.join("rows.csv");
+    let rows: String = (1..=5000).map(|i| format!("{i},{}\n", i * 2)).collect();
+    std::fs::write(&file, rows).expect("write the file");
+    admin(s, "CREATE TABLE IF NOT EXISTS sh2.li (a INT, b INT)");
+    let f = file.display().to_string();
+    let sql = format!(
+        "DELETE FROM sh2.li; \
+         LOAD DATA LOCAL INFILE '{f}' INTO TABLE sh2.li FIELDS TERMINATED BY ','; \
+         SELECT COUNT(*), SUM(b) FROM sh2.li; \
+         LOAD DATA LOCAL INFILE '{f}.missing' INTO TABLE sh2.li FIELDS TERMINATED BY ','"
+    );
+    let run = |target: &[&str]| -> (String, String) {
+        let o = Command::new("mariadb")
+            .arg("--no-defaults")
+            .args(target)
+            .args([
+                "-ush",
+                "-psh",
+                "-Dsh0",
+                "--local-infile=1",
+                "-N",
+                "-B",
+                "-e",
+            ])
+            .arg(&sql)
+            .stdin(Stdio::null())
+            .output()
+            .expect("mariadb client");
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let sock = s.socket.display().to_string();
+    let direct = run(&["-S", &sock]);
+    // What the script means to produce, so that two wrong transcripts cannot agree.
+    assert_eq!(direct.0, "5000\t25005000\n", "direct: {direct:?}");
+    assert!(
+        direct.1.contains("ERROR 2 ") && direct.1.contains(".missing"),
+        "direct: {direct:?}"
+    );
+    let p = port.to_string();
+    let routed = run(&["-h127.0.0.1", "-P", &p, "--protocol=TCP", "--ssl"]);
+    assert_eq!(
+        routed, direct,
+        "the CLI through the sharing route vs direct"
+    );
+
+    let direct = clients(&["infile", "0", &sock, &f]);
+    assert_eq!(
+        direct,
+        serde_json::json!([
+            [5000],
+            [[[5000, 25005000, "sh0"]]],
+            [["error", 1017]],
+            [[[42]]],
+            [5000],
+            [[[10000, 50010000, "sh0"]]]
+        ]),
+        "direct"
+    );
+    let routed = clients(&["infile", &p, &sock, &f]);
+    assert_eq!(
+        routed, direct,
+        "PyMySQL through the sharing route vs direct"
+    );
+}

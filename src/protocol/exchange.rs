@@ -10,7 +10,7 @@
 
 use super::caps::{status, Caps};
 use super::frame::{Packet, Splitter};
-use super::response::{Outcome, ProtocolError, ResponseTracker, Turn};
+use super::response::{is_progress_report, Outcome, ProtocolError, ResponseTracker, Turn};
 
 /// One session's command/response exchange, seen from the middle.
 #[derive(Debug, Clone)]
@@ -81,7 +81,8 @@ impl Exchange {
     /// Bytes the server sent, in order.
     pub fn on_server(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         let mut result = Ok(());
-        let (current, status, unasked, response) = (
+        let (caps, current, status, unasked, response) = (
+            self.caps,
             &mut self.current,
             &mut self.status,
             &mut self.server_spoke_unasked,
@@ -89,6 +90,14 @@ impl Exchange {
         );
         self.server.feed(data, |p| {
             result = match current {
+                // A MariaDB progress report is no part of the response's shape.
+                Some(t)
+                    if p.starts_message
+                        && is_progress_report(caps, p)
+                        && t.turn() == Turn::Server =>
+                {
+                    t.server_packet(p)
+                }
                 Some(t) if !matches!(t.turn(), Turn::Done(_)) => {
                     // Cheap per packet: a count; the heads are copied once each.
                     response.messages += p.starts_message as u64;
@@ -196,5 +205,42 @@ fn client_packet(
             *current = Some(t);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::caps::flag;
+
+    fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+        let n = payload.len() as u32;
+        let mut v = vec![n as u8, (n >> 8) as u8, (n >> 16) as u8, seq];
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// A MariaDB progress report neither ends the response nor counts in its shape
+    /// (sharing judges a response by its first and last messages).
+    #[test]
+    fn a_progress_report_is_no_part_of_the_response() {
+        let caps = Caps(flag::PROTOCOL_41 | flag::DEPRECATE_EOF | flag::MARIADB_PROGRESS);
+        let mut ex = Exchange::new(caps, status::AUTOCOMMIT);
+        ex.on_client(&packet(0, b"\x03ALTER TABLE t FORCE"))
+            .unwrap(); // ok: test code
+        let progress = [0xFF, 0xFF, 0xFF, 1, 1, 2, 0x20, 0xA1, 0x07, 0];
+        ex.on_server(&packet(1, &progress)).unwrap(); // ok: test code
+        assert!(!ex.at_safe_point(), "a progress report ended the response");
+        ex.on_server(&packet(2, &[0x00, 0, 0, 0x02, 0, 0, 0]))
+            .unwrap(); // ok: test code
+        assert!(ex.at_safe_point());
+        assert!(!ex.server_spoke_unasked());
+        let shape = ex.response();
+        assert_eq!(shape.messages, 1);
+        assert_eq!(
+            shape.first.map(|p| p.head().first().copied()),
+            Some(Some(0x00))
+        );
+        assert_eq!(ex.last_outcome(), Some(Outcome::Ok { status: 2 }));
     }
 }

@@ -27,7 +27,7 @@
 //! Ours rather than `mysql_common`'s: that crate decodes whole messages for a client;
 //! a forwarder needs only message heads and must never hold a result in memory.
 
-use super::caps::{status, Caps};
+use super::caps::{flag, status, Caps};
 use super::frame::{lenenc_int, Packet, MAX_PAYLOAD};
 
 /// Command bytes (first payload byte of a client's command packet).
@@ -288,6 +288,9 @@ impl ResponseTracker {
         if was_open {
             return Ok(()); // the rest of a message whose head was already judged
         }
+        if is_progress_report(self.caps, p) {
+            return Ok(()); // the response proper is still to come
+        }
         self.state = self.next(p)?;
         Ok(())
     }
@@ -457,6 +460,15 @@ impl ResponseTracker {
 
 /// Status flags of an OK packet (header `0x00` or `0xFE`): after the header byte come
 /// affected rows and last insert id (length-encoded), then the status.
+/// MariaDB's progress report: to a client that asked for them (`CLIENT_PROGRESS`,
+/// the `mariadb` CLI does), a server running a long command (LOAD DATA, ALTER TABLE,
+/// ...) sends packets shaped like an ERR with error code 0xFFFF (stage, stages,
+/// progress, text) before the command's response proper. No row or column
+/// definition starts 0xFF, and 0xFFFF is no error code.
+pub fn is_progress_report(caps: Caps, p: &Packet) -> bool {
+    caps.has(flag::MARIADB_PROGRESS) && p.head().starts_with(&[0xFF, 0xFF, 0xFF])
+}
+
 pub fn ok_status(head: &[u8]) -> Result<u16, ProtocolError> {
     let bad = ProtocolError::Malformed("OK");
     let rest = head.get(1..).ok_or(bad.clone())?;
@@ -672,6 +684,35 @@ mod tests {
         m.pop();
         m.push(err());
         s.extend(server(m));
+        ends_at_last(DEPRECATE, &s, Outcome::Err);
+    }
+
+    /// stage 1 of 2, 50.0 %, "copy": MariaDB's progress report packet.
+    fn progress() -> Vec<u8> {
+        let mut v = vec![0xFF, 0xFF, 0xFF, 1, 1, 2];
+        v.extend(&500_000u32.to_le_bytes()[..3]);
+        v.push(4);
+        v.extend(b"copy");
+        v
+    }
+
+    #[test]
+    fn progress_reports_precede_the_response_to_a_client_that_asked_for_them() {
+        let progress_caps = Caps(DEPRECATE.0 | flag::MARIADB_PROGRESS);
+        // After the file of a LOAD DATA LOCAL INFILE, and before a query's OK or result set.
+        let mut s = vec![query("LOAD DATA LOCAL INFILE 'f' INTO TABLE t")];
+        s.push((Dir::Server, [&[0xFBu8][..], b"f"].concat()));
+        s.push((Dir::Client, b"1\n".to_vec()));
+        s.push((Dir::Client, vec![]));
+        s.push((Dir::Server, progress()));
+        s.push((Dir::Server, progress()));
+        s.push((Dir::Server, ok(0x0002)));
+        ends_at_last(progress_caps, &s, Outcome::Ok { status: 2 });
+        let mut s = vec![query("ALTER TABLE t FORCE"), (Dir::Server, progress())];
+        s.extend(server(result_set(progress_caps, 1, &[vec![1, b'7']], 2)));
+        ends_at_last(progress_caps, &s, Outcome::Ok { status: 2 });
+        // Without the capability, the same packet is an ERR that ends the response.
+        let s = vec![query("ALTER TABLE t FORCE"), (Dir::Server, progress())];
         ends_at_last(DEPRECATE, &s, Outcome::Err);
     }
 

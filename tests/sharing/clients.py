@@ -474,6 +474,26 @@ def midstream(port, sock):
     print(json.dumps(out))
 
 
+def infile(port, sock, path):
+    """LOAD DATA LOCAL INFILE (PyMySQL, local_infile): a load, a missing file (the
+    client answers the server's request with an empty packet), then the same session
+    goes on; port 0: directly on the server's socket."""
+    kw = dict(user="sh", password="sh", database="sh0", autocommit=True, local_infile=True,
+              connect_timeout=10, read_timeout=30, write_timeout=30)
+    if port:
+        c = pymysql.connect(host="127.0.0.1", port=port, ssl=CTX, **kw)
+    else:
+        c = pymysql.connect(unix_socket=sock, **kw)
+    load = f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE sh2.li FIELDS TERMINATED BY ','"
+    count = "SELECT COUNT(*), CAST(SUM(b) AS SIGNED), DATABASE() FROM sh2.li"
+    one(c, "DELETE FROM sh2.li")
+    out = [results(c, load), results(c, count),
+           results(c, load.replace(path, path + ".missing")), results(c, "SELECT 42"),
+           results(c, load), results(c, count)]
+    c.close()
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     port = int(sys.argv[2])
@@ -505,3 +525,5 @@ if __name__ == "__main__":
         kill(port, sys.argv[3])
     elif cmd == "midstream":
         midstream(port, sys.argv[3])
+    elif cmd == "infile":
+        infile(port, sys.argv[3], sys.argv[4])
