@@ -788,27 +788,10 @@ fn responses_that_end_early_or_in_several_results_arrive_as_sent() {
             })
             .expect("mysql_async's part within 60 s")
     };
-    let opts = |builder: mysql_async::OptsBuilder| -> mysql_async::Opts {
-        builder
-            .user(Some("sh"))
-            .pass(Some("sh"))
-            .db_name(Some("sh0"))
-            .into()
-    };
-    let direct = run(opts(
+    let direct = run(sh0_opts(
         mysql_async::OptsBuilder::default().socket(Some(sock.clone())),
     ));
-    let routed = run(opts(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .prefer_socket(false)
-            .ssl_opts(Some(
-                mysql_async::SslOpts::default()
-                    .with_danger_accept_invalid_certs(true)
-                    .with_danger_skip_domain_validation(true),
-            )),
-    ));
+    let routed = run(sh0_opts(routed_builder(port)));
     for (binary, got, mine, theirs) in &direct {
         let b_db = if *binary { None } else { Some("sh1") };
         assert_eq!(
@@ -875,15 +858,10 @@ fn the_clients_own_reset_ends_its_pin_and_its_state() {
             .expect("within 60 s")
         })
     };
-    let opts = |builder: mysql_async::OptsBuilder| -> mysql_async::Opts {
-        builder
-            .user(Some("sh"))
-            .pass(Some("sh"))
-            .db_name(Some("sh0"))
-            .into()
-    };
     let sock = s.socket.display().to_string();
-    let (vars, direct, _, _) = run(opts(mysql_async::OptsBuilder::default().socket(Some(sock))));
+    let (vars, direct, _, _) = run(sh0_opts(
+        mysql_async::OptsBuilder::default().socket(Some(sock)),
+    ));
     // The direct answers are the reference: the state set before the reset was there
     // and the reset took the variable and the time zone away.
     assert_eq!(vars, (Some(Some(7)), Some(None)), "direct");
@@ -897,17 +875,7 @@ fn the_clients_own_reset_ends_its_pin_and_its_state() {
         "{direct:?}"
     );
     assert!(direct[1..].iter().all(|a| a.1 != "+05:00"), "{direct:?}");
-    let (routed_vars, routed, a_ids, b_ids) = run(opts(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .prefer_socket(false)
-            .ssl_opts(Some(
-                mysql_async::SslOpts::default()
-                    .with_danger_accept_invalid_certs(true)
-                    .with_danger_skip_domain_validation(true),
-            )),
-    ));
+    let (routed_vars, routed, a_ids, b_ids) = run(sh0_opts(routed_builder(port)));
     assert_eq!(routed_vars, vars, "@v through the router vs direct");
     assert_eq!(
         routed, direct,
@@ -1046,4 +1014,26 @@ fn local_infile_loads_and_a_missing_file_leaves_the_session_usable() {
         routed, direct,
         "PyMySQL through the sharing route vs direct"
     );
+}
+
+/// Account `sh`, schema `sh0`, on `builder`'s target (mysql_async).
+fn sh0_opts(builder: mysql_async::OptsBuilder) -> mysql_async::Opts {
+    builder
+        .user(Some("sh"))
+        .pass(Some("sh"))
+        .db_name(Some("sh0"))
+        .into()
+}
+
+/// mysql_async to the router's `port` over TLS (the test certificate accepted).
+fn routed_builder(port: u16) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .prefer_socket(false)
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ))
 }
