@@ -458,8 +458,6 @@ impl ResponseTracker {
     }
 }
 
-/// Status flags of an OK packet (header `0x00` or `0xFE`): after the header byte come
-/// affected rows and last insert id (length-encoded), then the status.
 /// MariaDB's progress report: to a client that asked for them (`CLIENT_PROGRESS`,
 /// the `mariadb` CLI does), a server running a long command (LOAD DATA, ALTER TABLE,
 /// ...) sends packets shaped like an ERR with error code 0xFFFF (stage, stages,
@@ -469,6 +467,8 @@ pub fn is_progress_report(caps: Caps, p: &Packet) -> bool {
     caps.has(flag::MARIADB_PROGRESS) && p.head().starts_with(&[0xFF, 0xFF, 0xFF])
 }
 
+/// Status flags of an OK packet (header `0x00` or `0xFE`): after the header byte come
+/// affected rows and last insert id (length-encoded), then the status.
 pub fn ok_status(head: &[u8]) -> Result<u16, ProtocolError> {
     let bad = ProtocolError::Malformed("OK");
     let rest = head.get(1..).ok_or(bad.clone())?;

@@ -57,7 +57,8 @@ pub struct Parked {
 }
 
 impl Parked {
-    fn schema_less(&self) -> bool {
+    /// Known to have no default schema.
+    pub fn schema_less(&self) -> bool {
         self.schema.as_deref() == Some(&[][..])
     }
 }

@@ -253,8 +253,7 @@ where
                                 greeting: l.greeting,
                                 account: account.clone(),
                                 owner: id,
-                                // Unlinked only unpinned: the schema is the session's.
-                                schema: Some(state.schema.clone()),
+                                schema: known_schema(&state),
                             },
                         );
                         pooled::demand(&key, &account, 1);
@@ -464,8 +463,8 @@ async fn relink(
     next_schema: Option<&[u8]>,
     wait: Duration,
 ) -> Result<Link, String> {
+    let schema_less = state.schema.is_empty() && next_schema.is_none();
     for _ in 0..3 {
-        let schema_less = state.schema.is_empty() && next_schema.is_none();
         let Some((mut parked, own)) = pooled::wait_for(key, account, id, schema_less, wait).await
         else {
             return Err(format!(
@@ -479,7 +478,7 @@ async fn relink(
         }
         let limit = wait.max(Duration::from_secs(1));
         let schema = match next_schema {
-            Some(next) if parked.schema.as_deref() != Some(&[][..]) => next,
+            Some(next) if !parked.schema_less() => next,
             _ => &state.schema,
         };
         match tokio::time::timeout(limit, restore(&mut parked.server, caps, state, schema)).await {
